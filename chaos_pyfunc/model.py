@@ -1,0 +1,69 @@
+"""The MLflow pyfunc: thin glue between MLflow's scoring server and the modules that do the work.
+
+MLflow's scoring server turns any exception that is not an ``MlflowException`` into a 400
+carrying a stack trace, so every failure leaves ``predict`` as an ``MlflowException`` with the
+right code: a bad request is 400, a database that cannot be read is 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+
+from chaos_pyfunc import schema
+from chaos_pyfunc.config import Settings, load_settings
+from chaos_pyfunc.db import make_engine, seed_embedded
+from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
+
+log = logging.getLogger(__name__)
+
+PIPELINE_ARTIFACT = "pipeline"
+
+
+class Scorer:
+    """Validated rows in, appetences out; the same path for the server, batch and training."""
+
+    def __init__(self, pipeline: Any, source: IndicatorSource, settings: Settings) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        self.settings = settings
+
+    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        enriched = enrich(rows, self.source, self.settings.max_indicator_age_months)
+        if enriched.empty:
+            return pd.DataFrame({schema.OUTPUT_COLUMN: pd.Series(dtype="float64")})
+        positive = self.pipeline.predict_proba(enriched)[:, 1]
+        return pd.DataFrame({schema.OUTPUT_COLUMN: positive.astype("float64")})
+
+
+class AppetenceModel(mlflow.pyfunc.PythonModel):
+    """Probability that a customer subscribes a term deposit if called."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        # Settings come from the serving machine's environment, never from training time.
+        settings = load_settings()
+        seed_embedded(settings)
+        with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
+            pipeline = pickle.load(handle)  # noqa: S301 - our own artifact, written by train.py
+        engine = make_engine(settings)
+        self.scorer = Scorer(pipeline, IndicatorSource(engine, settings.cache_ttl_seconds), settings)
+        log.info("chaos model loaded; indicators from %s", settings.safe_url())
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        try:
+            return self.scorer.score(model_input)
+        except schema.InvalidInput as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        except IndicatorsUnavailable as exc:
+            raise MlflowException(str(exc), error_code=TEMPORARILY_UNAVAILABLE) from None

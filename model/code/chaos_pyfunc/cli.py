@@ -1,0 +1,95 @@
+"""`chaos`: the command line for people, the Makefile, MLproject and CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chaos_pyfunc.config import ConfigError, load_settings
+from chaos_pyfunc.db import TABLES, DataError, init_schema, load_csv, make_engine, seed_embedded
+
+
+def _db_init(args: argparse.Namespace) -> str:
+    settings = load_settings()
+    if args.seed and seed_embedded(settings):
+        return f"created and seeded {settings.safe_url()}"
+    engine = make_engine(settings)
+    try:
+        init_schema(engine)
+    finally:
+        engine.dispose()
+    return f"schema ready in {settings.safe_url()}"
+
+
+def _db_load(args: argparse.Namespace) -> str:
+    settings = load_settings()
+    engine = make_engine(settings)
+    try:
+        count = load_csv(engine, args.table, args.file)
+    finally:
+        engine.dispose()
+    return f"loaded {count} rows into {args.table} at {settings.safe_url()}"
+
+
+def _train(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.train import TrainOptions, train  # MLflow is slow to import: only when needed
+
+    result = train(TrainOptions(customers=args.customers, holdout_months=args.holdout_months,
+                                export_dir=args.export, register=not args.no_register))
+    return json.dumps({"run_id": result.run_id, "model_uri": result.model_uri,
+                       "version": result.version, "metrics": result.metrics}, indent=2)
+
+
+def _promote(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.train import promote
+
+    return f"champion is now {promote(args.version, args.export)}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaos", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="create the schema and load CSV files").add_subparsers(
+        required=True, metavar="ACTION")
+    init = db.add_parser("init", help="create the tables (embedded default: also seed indicators)")
+    init.add_argument("--no-seed", dest="seed", action="store_false",
+                      help="do not seed the embedded SQLite database")
+    init.set_defaults(run=_db_init)
+    load = db.add_parser("load", help="load a CSV into a table, idempotently")
+    load.add_argument("table", choices=sorted(TABLES))
+    load.add_argument("file", type=Path)
+    load.set_defaults(run=_db_load)
+
+    train = commands.add_parser("train", help="train, evaluate, log and register a model version")
+    train.add_argument("--customers", help="a customers CSV (default: the customers table)")
+    train.add_argument("--holdout-months", type=int, default=6,
+                       help="months at the end kept for the time-ordered evaluation")
+    train.add_argument("--export", type=Path, help="also write the model directory here (e.g. model)")
+    train.add_argument("--no-register", action="store_true", help="log the model without registering it")
+    train.set_defaults(run=_train)
+
+    promote = commands.add_parser("promote", help="set the champion alias to a registered version")
+    promote.add_argument("version")
+    promote.add_argument("--export", type=Path, help="also write the champion's model directory here")
+    promote.set_defaults(run=_promote)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        print(args.run(args))
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        print(f"chaos: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Runtime settings, read once from the environment and an optional YAML file.
+
+Precedence, highest first: environment variables, the YAML file named by ``CHAOS_CONFIG``,
+the defaults below. The default database is an embedded SQLite file under ``var/``, so the
+service runs with no PostgreSQL at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+
+# The embedded default lives under the working directory: `make serve` runs from the repo root.
+EMBEDDED_DATABASE_PATH = Path("var") / "chaos.db"
+EMBEDDED_DATABASE_URL = f"sqlite:///{EMBEDDED_DATABASE_PATH}"
+
+# Environment variable for each setting that may be overridden one by one.
+ENV_VARS = {
+    "database_url": "CHAOS_DATABASE_URL",
+    "cache_ttl_seconds": "CHAOS_CACHE_TTL_SECONDS",
+    "max_indicator_age_months": "CHAOS_MAX_INDICATOR_AGE_MONTHS",
+    "connect_timeout_seconds": "CHAOS_CONNECT_TIMEOUT_SECONDS",
+    "statement_timeout_ms": "CHAOS_STATEMENT_TIMEOUT_MS",
+    "pool_size": "CHAOS_POOL_SIZE",
+}
+CONFIG_FILE_VAR = "CHAOS_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service and the training job can be configured with."""
+
+    database_url: str = EMBEDDED_DATABASE_URL
+    # How long indicators read from socio_eco may be reused; 0 reads the table on every request.
+    cache_ttl_seconds: float = 60.0
+    # A row whose latest indicators are more months older than this is refused.
+    max_indicator_age_months: int = 3
+    connect_timeout_seconds: int = 3
+    statement_timeout_ms: int = 5000
+    pool_size: int = 2
+
+    def __post_init__(self) -> None:
+        try:
+            make_url(self.database_url)
+        except Exception as exc:  # SQLAlchemy raises ArgumentError; never echo the URL itself
+            raise ConfigError("database_url is not a valid SQLAlchemy URL") from exc
+        checks = {
+            "cache_ttl_seconds": self.cache_ttl_seconds >= 0,
+            "max_indicator_age_months": self.max_indicator_age_months >= 0,
+            "connect_timeout_seconds": self.connect_timeout_seconds >= 1,
+            "statement_timeout_ms": self.statement_timeout_ms >= 1,
+            "pool_size": self.pool_size >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{name} is out of range: {getattr(self, name)!r}")
+
+    @property
+    def url(self) -> URL:
+        return make_url(self.database_url)
+
+    @property
+    def is_embedded_default(self) -> bool:
+        return self.database_url == EMBEDDED_DATABASE_URL
+
+    def safe_url(self) -> str:
+        """The database URL with its password masked, fit for logs and messages."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def _database_url_from_yaml(database: Any) -> str:
+    """The ``database:`` key is either a URL string or a mapping of URL parts."""
+    if isinstance(database, str):
+        return database
+    if not isinstance(database, Mapping):
+        raise ConfigError("database must be a URL string or a mapping")
+    try:
+        return URL.create(
+            drivername=database.get("driver", "postgresql+psycopg2"),
+            username=database.get("user"),
+            password=database.get("password"),
+            host=database.get("host"),
+            port=database.get("port"),
+            database=database["name"],
+        ).render_as_string(hide_password=False)
+    except KeyError as exc:
+        raise ConfigError("database.name is missing") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {CONFIG_FILE_VAR} file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{CONFIG_FILE_VAR} file {path} is not valid YAML") from exc
+    if not isinstance(content, dict):
+        raise ConfigError(f"{CONFIG_FILE_VAR} file {path} must hold a mapping")
+    values = dict(content)
+    if "database" in values:
+        values["database_url"] = _database_url_from_yaml(values.pop("database"))
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ConfigError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if config_path := env.get(CONFIG_FILE_VAR):
+        values.update(_read_yaml(Path(config_path)))
+    for name, var in ENV_VARS.items():
+        if var in env and env[var] != "":
+            values[name] = env[var]
+    types = {f.name: f.type for f in fields(Settings)}
+    converters = {"str": str, "int": int, "float": float}
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        try:
+            typed[name] = converters[types[name]](raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be of type {types[name]}") from exc
+    return Settings(**typed)

@@ -1,0 +1,196 @@
+"""Database access: the engine factory, the two tables and idempotent CSV loaders.
+
+Works on any SQLAlchemy URL; PostgreSQL in production, an embedded SQLite file by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    Date,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    insert,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from chaos_pyfunc import schema
+from chaos_pyfunc.config import EMBEDDED_DATABASE_PATH, Settings
+
+log = logging.getLogger(__name__)
+
+INDICATORS: tuple[str, ...] = (
+    "employment_variation_rate",
+    "idx_consumer_price",
+    "idx_consumer_confidence",
+    "euribor_3m",
+    "nb_employee",
+)
+
+metadata = MetaData()
+
+socio_eco = Table(
+    "socio_eco",
+    metadata,
+    Column("date", Date, primary_key=True, comment="last day of the month"),
+    *(Column(name, Float, nullable=False) for name in INDICATORS),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("date", Date, nullable=False, index=True),
+    *(
+        Column(name, Integer if name in schema.INTEGERS else String(32), nullable=False)
+        for name in schema.CUSTOMER_COLUMNS
+    ),
+    Column("duration_contact", Integer, nullable=False),
+    Column(schema.LABEL, String(3), nullable=False),
+)
+
+TABLES = {"socio_eco": socio_eco, "customers": customers}
+
+# The 26 public months of indicators, shipped so the embedded database needs no download.
+SEED_INDICATORS = "seed_indicators.csv"
+
+
+class DataError(ValueError):
+    """A CSV file does not hold what its table needs."""
+
+
+def make_engine(settings: Settings) -> Engine:
+    """A pooled engine that fails fast when the database is away and heals when it is back."""
+    url = settings.url
+    connect_args: dict[str, object] = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args = {
+            "connect_timeout": settings.connect_timeout_seconds,
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "application_name": "chaos",
+        }
+    elif url.get_backend_name() == "sqlite":
+        connect_args = {"timeout": settings.connect_timeout_seconds}
+    return create_engine(
+        url,
+        pool_pre_ping=True,  # a connection dropped by a database restart is replaced, not used
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_timeout=settings.connect_timeout_seconds,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the tables that do not exist yet; existing ones are left as they are."""
+    metadata.create_all(engine)
+
+
+def _read_csv(path: Path | str, table: Table) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    wanted = [c.name for c in table.columns if c.name != "id"]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = frame[wanted].copy()
+    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        raise DataError(f"{path}: unreadable date at line(s) {list(dates.index[dates.isna()][:5] + 2)}")
+    frame["date"] = dates.dt.date
+    return frame
+
+
+def read_indicators_csv(path: Path | str) -> pd.DataFrame:
+    frame = _read_csv(path, socio_eco)
+    month_end = pd.to_datetime(frame["date"]) + pd.offsets.MonthEnd(0)
+    off = month_end.dt.date != frame["date"]
+    if off.any():
+        raise DataError(f"{path}: socio_eco dates must be month ends, line(s) {list(frame.index[off][:5] + 2)}")
+    if frame[list(INDICATORS)].isna().any().any():
+        raise DataError(f"{path}: empty indicator values")
+    return frame
+
+
+def read_customers_csv(path: Path | str) -> pd.DataFrame:
+    frame = _read_csv(path, customers)
+    if not frame[schema.LABEL].isin(("yes", "no")).all():
+        raise DataError(f"{path}: {schema.LABEL} must be yes or no")
+    return frame
+
+
+def load_indicators(engine: Engine, frame: pd.DataFrame) -> int:
+    """Upsert months by date: loading the same file twice changes nothing."""
+    records = frame.to_dict("records")
+    dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(engine.dialect.name)
+    with engine.begin() as conn:
+        if dialect_insert is None:  # other databases: replace month by month
+            conn.execute(delete(socio_eco).where(socio_eco.c.date.in_(frame["date"].tolist())))
+            conn.execute(insert(socio_eco), records)
+        else:
+            stmt = dialect_insert(socio_eco)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[socio_eco.c.date],
+                set_={name: stmt.excluded[name] for name in INDICATORS},
+            )
+            conn.execute(stmt, records)
+    return len(records)
+
+
+def load_customers(engine: Engine, frame: pd.DataFrame) -> int:
+    """Replace the whole table: contacts have no natural key, so a reload must not duplicate."""
+    with engine.begin() as conn:
+        conn.execute(delete(customers))
+        conn.execute(insert(customers), frame.to_dict("records"))
+    return len(frame)
+
+
+def load_csv(engine: Engine, table: str, path: Path | str) -> int:
+    """Create the schema if needed and load ``path`` into ``table``; returns the row count."""
+    init_schema(engine)
+    if table == "socio_eco":
+        return load_indicators(engine, read_indicators_csv(path))
+    if table == "customers":
+        return load_customers(engine, read_customers_csv(path))
+    raise DataError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
+
+
+def read_customers(engine: Engine) -> pd.DataFrame:
+    """All labelled contacts, in the column order of customers.csv."""
+    frame = pd.read_sql_table("customers", engine).drop(columns="id")
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
+    return frame
+
+
+def seed_embedded(settings: Settings) -> bool:
+    """Create and seed the embedded SQLite database if it does not exist; True if it did now.
+
+    Seeds a temporary file and renames it into place, so workers starting together never
+    see a half-made database.
+    """
+    target = EMBEDDED_DATABASE_PATH
+    if not settings.is_embedded_default or target.exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    engine = make_engine(replace(settings, database_url=f"sqlite:///{scratch}"))
+    try:
+        count = load_csv(engine, "socio_eco", Path(__file__).with_name(SEED_INDICATORS))
+    finally:
+        engine.dispose()
+    os.replace(scratch, target)
+    log.info("seeded the embedded database %s with %d months", target, count)
+    return True

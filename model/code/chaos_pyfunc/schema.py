@@ -1,0 +1,159 @@
+"""The input contract: which columns a caller sends, their types and allowed values.
+
+Training and serving validate rows with the same function, so a row the model was never
+trained to see (an unknown category, a negative age) is refused with a message naming the
+field, instead of being scored silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import ColSpec, Schema
+
+DATE = "date"
+LABEL = "subscription"
+# Known only after the call: never a model input, dropped if a caller sends it.
+POST_CALL_COLUMNS = ("duration_contact",)
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "job_type": (
+        "admin.", "blue-collar", "entrepreneur", "housemaid", "management", "retired",
+        "self-employed", "services", "student", "technician", "unemployed", "unknown",
+    ),
+    "status": ("divorced", "married", "single"),
+    "education": ("primary", "secondary", "tertiary", "unknown"),
+    "has_default": ("no", "yes"),
+    "has_housing_loan": ("no", "yes"),
+    "has_perso_loan": ("no", "yes"),
+    "contact": ("cellular", "telephone", "unknown"),
+    "result_last_campaign": ("failure", "other", "success", "unknown"),
+}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int | None
+    high: int | None
+    meaning: str
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f">= {self.low}"
+        return f"{self.low}..{self.high}"
+
+
+INTEGERS: dict[str, IntRange] = {
+    "age": IntRange(0, 130, "age in years"),
+    "balance": IntRange(None, None, "average yearly balance in euros, may be negative"),
+    "nb_contact": IntRange(1, None, "contacts in this campaign, this one included"),
+    "nb_day_last_contact": IntRange(-1, None, "days since a previous campaign's contact, -1 = never"),
+    "nb_contact_last_campaign": IntRange(0, None, "contacts before this campaign"),
+}
+
+# Column order of the request, as documented and as in customers.csv.
+CUSTOMER_COLUMNS: tuple[str, ...] = (
+    "age", "job_type", "status", "education", "has_default", "balance", "has_housing_loan",
+    "has_perso_loan", "contact", "nb_contact", "nb_day_last_contact",
+    "nb_contact_last_campaign", "result_last_campaign",
+)
+INPUT_COLUMNS: tuple[str, ...] = (DATE, *CUSTOMER_COLUMNS)
+OUTPUT_COLUMN = "appetence"
+
+# How many offending rows an error message lists before it says "and N more".
+MAX_ROWS_IN_MESSAGE = 5
+
+
+class InvalidInput(ValueError):
+    """The request holds rows the model cannot score; the message names fields and rows."""
+
+
+def signature() -> ModelSignature:
+    """The MLflow signature: only what a caller sends in, one double out."""
+    inputs = [ColSpec("string", DATE)]
+    # Integers are declared double: the scoring server's cast of a JSON column to long
+    # truncates 35.5 to 35 silently, while validate() refuses it, naming the field. Python
+    # callers therefore pass these columns as floats (see example_rows).
+    inputs += [ColSpec("double" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
+
+
+def as_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """The caller's columns typed as the signature declares them (integers as floats)."""
+    return frame.astype(dict.fromkeys([c for c in INTEGERS if c in frame.columns], "float64"))
+
+
+def _rows(mask: np.ndarray | pd.Series) -> str:
+    positions = np.flatnonzero(np.asarray(mask))
+    shown = ", ".join(str(p) for p in positions[:MAX_ROWS_IN_MESSAGE])
+    if len(positions) == 1:
+        return f"row {shown}"
+    more = len(positions) - MAX_ROWS_IN_MESSAGE
+    return f"rows {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _check_integers(frame: pd.DataFrame, column: str, rule: IntRange) -> tuple[pd.Series, str | None]:
+    raw = frame[column]
+    numbers = pd.to_numeric(raw, errors="coerce")
+    not_integer = numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers != numbers.round())
+    if not_integer.any():
+        return numbers, f"{column}: expected an integer at {_rows(not_integer)}"
+    out = pd.Series(False, index=frame.index)
+    if rule.low is not None:
+        out |= numbers < rule.low
+    if rule.high is not None:
+        out |= numbers > rule.high
+    if out.any():
+        return numbers, f"{column}: must be {rule.describe()} ({rule.meaning}) at {_rows(out)}"
+    return numbers.astype("int64"), None
+
+
+def _check_category(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> str | None:
+    bad = ~frame[column].isin(allowed)
+    if bad.any():
+        return f"{column}: must be one of {', '.join(allowed)} at {_rows(bad)}"
+    return None
+
+
+def _parse_dates(raw: pd.Series) -> tuple[pd.Series, str | None]:
+    as_text = raw.astype("string")
+    dates = pd.to_datetime(as_text, format="%Y-%m-%d", errors="coerce")
+    bad = dates.isna()
+    if bad.any():
+        return dates, f"{DATE}: expected a date YYYY-MM-DD at {_rows(bad)}"
+    return dates, None
+
+
+def validate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a clean copy of the caller's rows: input columns only, typed, dates parsed.
+
+    Raises ``InvalidInput`` listing every offending field at once, so a caller fixes a
+    request in one round trip.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInput("expected a table of rows with columns " + ", ".join(INPUT_COLUMNS))
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"missing column(s): {', '.join(missing)}")
+    if frame.columns.duplicated().any():
+        dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise InvalidInput(f"duplicate column(s): {', '.join(map(str, dupes))}")
+    clean = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    source = frame.reset_index(drop=True)
+    problems: list[str] = []
+
+    clean[DATE], problem = _parse_dates(source[DATE])
+    problems += [problem] if problem else []
+    for column in CUSTOMER_COLUMNS:
+        if column in INTEGERS:
+            clean[column], problem = _check_integers(source, column, INTEGERS[column])
+        else:
+            clean[column] = source[column].astype(object)
+            problem = _check_category(source, column, CATEGORIES[column])
+        problems += [problem] if problem else []
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    return clean
