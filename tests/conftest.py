@@ -1,0 +1,112 @@
+"""Shared fixtures: the real reference data, throwaway PostgreSQL databases, SQLite files.
+
+PostgreSQL tests never skip: when the server is unreachable they fail loudly, saying how
+to start it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import psycopg2
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from chaos_pyfunc.config import Settings
+from chaos_pyfunc.db import load_csv, make_engine
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CHAOS_DATA_DIR", REPO.parent / "shared" / "data"))
+CUSTOMERS_CSV = DATA / "customers.csv"
+SOCIO_ECO_CSV = DATA / "socio_eco.csv"
+# A superuser URL on the real server; each test database is created and dropped through it.
+PG_ADMIN_URL = os.environ.get("CHAOS_TEST_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
+
+
+def _admin_connection() -> psycopg2.extensions.connection:
+    url = make_url(PG_ADMIN_URL)
+    try:
+        conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                password=url.password, dbname=url.database, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is unreachable at {url.render_as_string(hide_password=True)}: {exc}. "
+            "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            pytrace=False,
+        )
+    conn.autocommit = True
+    return conn
+
+
+def create_pg_database() -> str:
+    """A new empty database on the real server; returns its SQLAlchemy URL."""
+    name = f"chaos_test_{uuid.uuid4().hex[:12]}"
+    conn = _admin_connection()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    conn = _admin_connection()
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """An empty throwaway PostgreSQL database, dropped afterwards."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'chaos.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on the embedded SQLite default and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chaos.db'}"
+        return
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def engine_with_indicators(url: str) -> Engine:
+    """An engine on ``url`` with the schema created and the real socio_eco loaded."""
+    engine = make_engine(Settings(database_url=url))
+    load_csv(engine, "socio_eco", SOCIO_ECO_CSV)
+    return engine
+
+
+@pytest.fixture
+def indicators_engine(any_url: str) -> Iterator[Engine]:
+    engine = engine_with_indicators(any_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def customers() -> pd.DataFrame:
+    """The real labelled contacts, as a caller would send them (plus label and duration)."""
+    return pd.read_csv(CUSTOMERS_CSV)
+
+
+def request_rows(customers: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` real rows with only the request columns."""
+    from chaos_pyfunc.schema import INPUT_COLUMNS
+
+    return customers.sample(n=n, random_state=seed).reset_index(drop=True)[list(INPUT_COLUMNS)]

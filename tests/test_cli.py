@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+from conftest import SOCIO_ECO_CSV
+from sqlalchemy import create_engine, text
+
+from chaos_pyfunc.cli import build_parser, main
+
+
+def test_db_init_then_load_on_postgres(pg_url: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
+    assert main(["db", "init"]) == 0
+    assert main(["db", "load", "socio_eco", str(SOCIO_ECO_CSV)]) == 0
+    assert main(["db", "load", "socio_eco", str(SOCIO_ECO_CSV)]) == 0
+    out = capsys.readouterr().out
+    assert "loaded 26 rows into socio_eco" in out
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM socio_eco")).scalar_one() == 26
+    engine.dispose()
+
+
+def test_db_init_seeds_the_embedded_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHAOS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CHAOS_CONFIG", raising=False)
+    assert main(["db", "init"]) == 0
+    assert "created and seeded sqlite:///var/chaos.db" in capsys.readouterr().out
+    assert main(["db", "init"]) == 0
+    assert "schema ready" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_a_message_and_no_password(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CHAOS_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    assert main(["db", "load", "socio_eco", str(tmp_path / "absent.csv")]) == 2
+    assert "chaos: error:" in capsys.readouterr().err
+    monkeypatch.setenv("CHAOS_DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/x")
+    monkeypatch.setenv("CHAOS_MAX_INDICATOR_AGE_MONTHS", "-1")
+    assert main(["db", "init"]) == 2
+    assert "hunter2" not in capsys.readouterr().err
+
+
+def test_help_lists_every_command() -> None:
+    help_text = build_parser().format_help()
+    for command in ("db", "train", "promote"):
+        assert command in help_text
+
+
+def test_unknown_table_is_refused_by_the_parser() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["db", "load", "accounts", "x.csv"])

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from chaos_pyfunc.config import EMBEDDED_DATABASE_URL, ConfigError, Settings, load_settings
+
+
+def test_defaults_use_the_embedded_database() -> None:
+    settings = load_settings({})
+    assert settings.database_url == EMBEDDED_DATABASE_URL
+    assert settings.is_embedded_default
+    assert settings.max_indicator_age_months == 3
+
+
+def test_environment_overrides_the_yaml_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("database: sqlite:///from-yaml.db\ncache_ttl_seconds: 5\npool_size: 4\n")
+    settings = load_settings({"CHAOS_CONFIG": str(config), "CHAOS_CACHE_TTL_SECONDS": "0"})
+    assert settings.database_url == "sqlite:///from-yaml.db"
+    assert settings.cache_ttl_seconds == 0.0
+    assert settings.pool_size == 4
+
+
+def test_yaml_database_parts_build_a_url_and_the_password_never_shows(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "database:\n  host: 127.0.0.1\n  port: 5432\n  name: chaos\n  user: app\n  password: s3cr%t\n"
+    )
+    settings = load_settings({"CHAOS_CONFIG": str(config)})
+    assert settings.url.password == "s3cr%t"
+    assert settings.url.database == "chaos"
+    assert settings.url.drivername == "postgresql+psycopg2"
+    assert "s3cr" not in settings.safe_url()
+    assert "s3cr" not in repr(settings.safe_url())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- a list\n", "must hold a mapping"),
+        ("database: {host: x}\n", "database.name is missing"),
+        ("colour: blue\n", "unknown keys"),
+        ("cache_ttl_seconds: [1\n", "not valid YAML"),
+        ("pool_size: many\n", "pool_size must be of type int"),
+    ],
+)
+def test_bad_yaml_files_are_refused_clearly(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"CHAOS_CONFIG": str(config)})
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read CHAOS_CONFIG file"):
+        load_settings({"CHAOS_CONFIG": str(tmp_path / "absent.yml")})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHAOS_MAX_INDICATOR_AGE_MONTHS": "-1"}, "max_indicator_age_months is out of range"),
+        ({"CHAOS_CACHE_TTL_SECONDS": "-5"}, "cache_ttl_seconds is out of range"),
+        ({"CHAOS_DATABASE_URL": "not a url"}, "database_url is not a valid SQLAlchemy URL"),
+    ],
+)
+def test_out_of_range_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_settings_are_immutable() -> None:
+    with pytest.raises(AttributeError):
+        Settings().pool_size = 10  # type: ignore[misc]
