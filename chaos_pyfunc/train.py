@@ -85,13 +85,14 @@ def _serving_requirements() -> list[str]:
 
 
 def _use_tracking_store() -> None:
-    """Default to a local SQLite store with artifacts under var/, unless MLFLOW_TRACKING_URI says."""
-    # Read once: mlflow.set_tracking_uri() itself sets MLFLOW_TRACKING_URI.
-    local_default = "MLFLOW_TRACKING_URI" not in os.environ
+    """MLFLOW_TRACKING_URI if set (`mlflow run` sets it), else a local SQLite store under var/."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    local_default = uri == DEFAULT_TRACKING_URI
     if local_default:
         Path("var").mkdir(exist_ok=True)
-        mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        # The local store keeps its artifacts under var/ too, not in a stray ./mlruns.
         location = DEFAULT_ARTIFACT_ROOT.resolve().as_uri() if local_default else None
         mlflow.create_experiment(EXPERIMENT, artifact_location=location)
     mlflow.set_experiment(EXPERIMENT)

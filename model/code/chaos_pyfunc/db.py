@@ -23,6 +23,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     insert,
+    select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -119,7 +120,8 @@ def read_indicators_csv(path: Path | str) -> pd.DataFrame:
     month_end = pd.to_datetime(frame["date"]) + pd.offsets.MonthEnd(0)
     off = month_end.dt.date != frame["date"]
     if off.any():
-        raise DataError(f"{path}: socio_eco dates must be month ends, line(s) {list(frame.index[off][:5] + 2)}")
+        lines = list(frame.index[off][:5] + 2)
+        raise DataError(f"{path}: socio_eco dates must be month ends, line(s) {lines}")
     if frame[list(INDICATORS)].isna().any().any():
         raise DataError(f"{path}: empty indicator values")
     return frame
@@ -169,8 +171,9 @@ def load_csv(engine: Engine, table: str, path: Path | str) -> int:
 
 
 def read_customers(engine: Engine) -> pd.DataFrame:
-    """All labelled contacts, in the column order of customers.csv."""
-    frame = pd.read_sql_table("customers", engine).drop(columns="id")
+    """All labelled contacts, in the order they were loaded."""
+    with engine.connect() as conn:
+        frame = pd.read_sql(select(customers).order_by(customers.c.id), conn).drop(columns="id")
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
     return frame
 

@@ -133,9 +133,9 @@ def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int
     contact_months = _month_number(rows[schema.DATE].dt)
     table_months = _month_number(pd.DatetimeIndex(indicators["date"]))
     position = np.searchsorted(table_months, contact_months, side="right") - 1
-    has_month = position >= 0
-    age = np.where(has_month, contact_months - table_months[np.maximum(position, 0)], -1)
-    refused = ~has_month | (age > max_age_months)
+    # position -1 (no earlier month) indexes the last month: harmless, ~has_month refuses it.
+    matched = table_months[position] if len(table_months) else contact_months
+    refused = (position < 0) | (contact_months - matched > max_age_months)
     if refused.any():
         where = np.flatnonzero(refused)
         shown = ", ".join(
