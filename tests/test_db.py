@@ -102,6 +102,9 @@ def test_postgres_engine_has_timeouts_and_pre_ping(pg_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "1234ms"
         assert conn.execute(text("SELECT current_setting('application_name')")).scalar_one() == "chaos"
+        client = conn.connection.dbapi_connection.get_dsn_parameters()
+        assert client["tcp_user_timeout"] == str(1234 + 3000)
+        assert client["keepalives"] == "1"
     assert engine.pool._pre_ping
     engine.dispose()
 
