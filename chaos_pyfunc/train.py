@@ -33,6 +33,10 @@ CHAMPION_ALIAS = "champion"
 DEFAULT_TRACKING_URI = "sqlite:///var/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = Path("var") / "mlartifacts"
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The package files the served model needs (pipeline.py: the pickle refers to day_of_month);
+# the training and command-line modules stay out of model/code.
+SERVING_FILES = ("__init__.py", "config.py", "schema.py", "db.py", "socio_eco.py", "model.py",
+                 "pipeline.py", "seed_indicators.csv")
 # What the served model needs; pinned to the versions it was trained with.
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "sqlalchemy", "psycopg2-binary", "pyyaml")
 
@@ -142,8 +146,10 @@ def train(options: TrainOptions, hyper: Hyperparameters | None = None) -> TrainR
         mlflow.log_metrics(scores)
         mlflow.log_figure(evaluate.roc_figure(evaluations), "plots/roc.png")
         mlflow.log_figure(evaluate.calibration_figure(evaluations), "plots/calibration.png")
-        code = Path(scratch) / PACKAGE_DIR.name  # a clean copy: no __pycache__ in the model
-        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        code = Path(scratch) / PACKAGE_DIR.name
+        code.mkdir()
+        for name in SERVING_FILES:
+            shutil.copy2(PACKAGE_DIR / name, code / name)
         pickle_path = Path(scratch) / "pipeline.pkl"
         pickle_path.write_bytes(pickle.dumps(pipeline))
         info = mlflow.pyfunc.log_model(

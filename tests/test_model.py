@@ -18,6 +18,7 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.model import Scorer
 from chaos_pyfunc.socio_eco import IndicatorSource, enrich
+from chaos_pyfunc.train import SERVING_FILES
 
 MODEL_DIR = REPO / "model"
 
@@ -132,7 +133,7 @@ def test_the_committed_model_carries_this_package() -> None:
     """model/code is what the server runs: it must be the code in this repository."""
     package = REPO / "chaos_pyfunc"
     shipped = MODEL_DIR / "code" / "chaos_pyfunc"
-    names = sorted(p.name for p in package.iterdir() if p.is_file() and p.suffix in {".py", ".csv"})
+    names = sorted(SERVING_FILES)
     assert sorted(p.name for p in shipped.iterdir()) == names
     _, mismatch, errors = filecmp.cmpfiles(package, shipped, names, shallow=False)
     assert not mismatch and not errors, f"re-export the model (make train): {mismatch + errors} differ"

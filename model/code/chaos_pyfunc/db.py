@@ -82,6 +82,13 @@ def make_engine(settings: Settings) -> Engine:
             "connect_timeout": settings.connect_timeout_seconds,
             "options": f"-c statement_timeout={settings.statement_timeout_ms}",
             "application_name": "chaos",
+            # A database that vanishes mid-query (network cut, failover) errors out instead of
+            # holding the request: unacknowledged data and silent peers are given up on.
+            "tcp_user_timeout": settings.statement_timeout_ms + 1000 * settings.connect_timeout_seconds,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         }
     elif url.get_backend_name() == "sqlite":
         connect_args = {"timeout": settings.connect_timeout_seconds}

@@ -36,22 +36,23 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class IntRange:
-    low: int | None
-    high: int | None
+    """Inclusive bounds. Every field has both: far past any real customer, they keep a
+    value like 1e19 from wrapping around when cast to int64."""
+
+    low: int
+    high: int
     meaning: str
 
     def describe(self) -> str:
-        if self.high is None:
-            return f">= {self.low}"
         return f"{self.low}..{self.high}"
 
 
 INTEGERS: dict[str, IntRange] = {
     "age": IntRange(0, 130, "age in years"),
-    "balance": IntRange(None, None, "average yearly balance in euros, may be negative"),
-    "nb_contact": IntRange(1, None, "contacts in this campaign, this one included"),
-    "nb_day_last_contact": IntRange(-1, None, "days since a previous campaign's contact, -1 = never"),
-    "nb_contact_last_campaign": IntRange(0, None, "contacts before this campaign"),
+    "balance": IntRange(-10**9, 10**9, "average yearly balance in euros, may be negative"),
+    "nb_contact": IntRange(1, 10_000, "contacts in this campaign, this one included"),
+    "nb_day_last_contact": IntRange(-1, 100_000, "days since a previous campaign's contact, -1 = never"),
+    "nb_contact_last_campaign": IntRange(0, 10_000, "contacts before this campaign"),
 }
 
 # Column order of the request, as documented and as in customers.csv.
@@ -101,11 +102,7 @@ def _check_integers(frame: pd.DataFrame, column: str, rule: IntRange) -> tuple[p
     not_integer = numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers != numbers.round())
     if not_integer.any():
         return numbers, f"{column}: expected an integer at {_rows(not_integer)}"
-    out = pd.Series(False, index=frame.index)
-    if rule.low is not None:
-        out |= numbers < rule.low
-    if rule.high is not None:
-        out |= numbers > rule.high
+    out = (numbers < rule.low) | (numbers > rule.high)
     if out.any():
         return numbers, f"{column}: must be {rule.describe()} ({rule.meaning}) at {_rows(out)}"
     return numbers.astype("int64"), None
@@ -120,7 +117,9 @@ def _check_category(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) 
 
 def _parse_dates(raw: pd.Series) -> tuple[pd.Series, str | None]:
     as_text = raw.astype("string")
-    dates = pd.to_datetime(as_text, format="%Y-%m-%d", errors="coerce")
+    # The pattern first: strptime alone would also take 2010-1-5.
+    well_formed = as_text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).astype(bool)
+    dates = pd.to_datetime(as_text.where(well_formed), format="%Y-%m-%d", errors="coerce")
     bad = dates.isna()
     if bad.any():
         return dates, f"{DATE}: expected a date YYYY-MM-DD at {_rows(bad)}"
