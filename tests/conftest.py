@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -61,12 +62,23 @@ def drop_pg_database(url: str) -> None:
     conn.close()
 
 
+@contextmanager
+def throwaway_pg_database(with_indicators: bool = False) -> Iterator[str]:
+    """A new database on the real server (optionally with the real socio_eco), then dropped."""
+    url = create_pg_database()
+    try:
+        if with_indicators:
+            engine_with_indicators(url).dispose()
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """An empty throwaway PostgreSQL database, dropped afterwards."""
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
+    with throwaway_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -80,9 +92,8 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'chaos.db'}"
         return
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
+    with throwaway_pg_database() as url:
+        yield url
 
 
 def engine_with_indicators(url: str) -> Engine:
