@@ -27,7 +27,8 @@ PIPELINE_ARTIFACT = "pipeline"
 
 
 class Scorer:
-    """Validated rows in, appetences out; the same path for the server, batch and training."""
+    """A caller's rows in, one appetence per row out, in order; raises InvalidInput or
+    IndicatorsUnavailable, which the pyfunc below turns into HTTP 400 or 503."""
 
     def __init__(self, pipeline: Any, source: IndicatorSource, settings: Settings) -> None:
         self.pipeline = pipeline
