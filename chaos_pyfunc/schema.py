@@ -16,8 +16,8 @@ from mlflow.types.schema import ColSpec, Schema
 
 DATE = "date"
 LABEL = "subscription"
-# Known only after the call: never a model input, dropped if a caller sends it.
-POST_CALL_COLUMNS = ("duration_contact",)
+# Not an input: duration_contact, known only after the call. validate() keeps only
+# INPUT_COLUMNS, so it is dropped if a caller sends it.
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "job_type": (
