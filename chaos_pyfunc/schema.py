@@ -7,6 +7,7 @@ field, instead of being scored silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def signature() -> ModelSignature:
     inputs = [ColSpec("string", DATE)]
     # Integers are declared double: the scoring server's cast of a JSON column to long
     # truncates 35.5 to 35 silently, while validate() refuses it, naming the field. Python
-    # callers therefore pass these columns as floats (see example_rows).
+    # callers therefore pass these columns as floats (see as_signature_types).
     inputs += [ColSpec("double" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
 
@@ -87,13 +88,16 @@ def as_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(dict.fromkeys([c for c in INTEGERS if c in frame.columns], "float64"))
 
 
-def _rows(mask: np.ndarray | pd.Series) -> str:
+def list_rows(mask: np.ndarray | pd.Series, label: Callable[[int], str] = str) -> str:
+    """The first offending row positions, each as ``label`` gives it, then "and N more"."""
     positions = np.flatnonzero(np.asarray(mask))
-    shown = ", ".join(str(p) for p in positions[:MAX_ROWS_IN_MESSAGE])
-    if len(positions) == 1:
-        return f"row {shown}"
+    shown = ", ".join(label(p) for p in positions[:MAX_ROWS_IN_MESSAGE])
     more = len(positions) - MAX_ROWS_IN_MESSAGE
-    return f"rows {shown}" + (f" and {more} more" if more > 0 else "")
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _rows(mask: np.ndarray | pd.Series) -> str:
+    return ("row " if np.count_nonzero(np.asarray(mask)) == 1 else "rows ") + list_rows(mask)
 
 
 def _check_integers(frame: pd.DataFrame, column: str, rule: IntRange) -> tuple[pd.Series, str | None]:

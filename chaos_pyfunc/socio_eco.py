@@ -133,19 +133,15 @@ def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int
     contact_months = _month_number(rows[schema.DATE].dt)
     table_months = _month_number(pd.DatetimeIndex(indicators["date"]))
     position = np.searchsorted(table_months, contact_months, side="right") - 1
-    # position -1 (no earlier month) indexes the last month: harmless, ~has_month refuses it.
+    # position -1 (no earlier month) indexes the last month: harmless, position < 0 refuses it.
     matched = table_months[position] if len(table_months) else contact_months
     refused = (position < 0) | (contact_months - matched > max_age_months)
     if refused.any():
-        where = np.flatnonzero(refused)
-        shown = ", ".join(
-            f"{i} ({rows[schema.DATE].iat[i]:%Y-%m-%d})" for i in where[: schema.MAX_ROWS_IN_MESSAGE]
-        )
-        more = len(where) - schema.MAX_ROWS_IN_MESSAGE
+        dates = rows[schema.DATE]
+        shown = schema.list_rows(refused, lambda i: f"{i} ({dates.iat[i]:%Y-%m-%d})")
         raise MissingIndicators(
             f"{schema.DATE}: no socio-economic indicators for the contact's month or the "
             f"{max_age_months} month(s) before it at row(s) {shown}"
-            + (f" and {more} more" if more > 0 else "")
         )
     values = indicators[list(INDICATORS)].to_numpy()[position]
     joined = rows.copy()
