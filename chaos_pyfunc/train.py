@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.model_selection import train_test_split
 
 from chaos_pyfunc import evaluate, schema
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 REGISTERED_MODEL = "chaos-appetence"
 EXPERIMENT = "chaos-appetence"
 CHAMPION_ALIAS = "champion"
+# The file in an exported model directory that names its registry version.
+REGISTERED_MODEL_META = "registered_model_meta"
 DEFAULT_TRACKING_URI = "sqlite:///var/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = Path("var") / "mlartifacts"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -102,13 +105,21 @@ def _use_tracking_store() -> None:
     mlflow.set_experiment(EXPERIMENT)
 
 
-def export_model(model_uri: str, export_dir: Path) -> None:
-    """Replace ``export_dir`` with the model's files, ready for `mlflow models serve -m`."""
+def export_model(model_uri: str, export_dir: Path, version_number: str | None = None) -> None:
+    """Replace ``export_dir`` with the model's files, ready for `mlflow models serve -m`.
+
+    ``registered_model_meta`` records the registry version the files are (the image build labels
+    the image with it); MLflow leaves it null when the files come from a run.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))
         shutil.rmtree(export_dir, ignore_errors=True)
         shutil.copytree(local, export_dir)
-    log.info("exported %s to %s", model_uri, export_dir)
+    # copytree keeps the scratch directory's 0700: the image's unprivileged user must read it.
+    export_dir.chmod(0o755)
+    meta = {"model_name": REGISTERED_MODEL if version_number else None, "model_version": version_number}
+    (export_dir / REGISTERED_MODEL_META).write_text(yaml.safe_dump(meta))
+    log.info("exported %s (version %s) to %s", model_uri, version_number, export_dir)
 
 
 def train(options: TrainOptions, hyper: Hyperparameters | None = None) -> TrainResult:
@@ -166,7 +177,7 @@ def train(options: TrainOptions, hyper: Hyperparameters | None = None) -> TrainR
     result = TrainResult(run.info.run_id, info.model_uri,
                          None if registered is None else str(registered), scores)
     if options.export_dir is not None:
-        export_model(info.model_uri, options.export_dir)
+        export_model(info.model_uri, options.export_dir, result.version)
     return result
 
 
@@ -177,5 +188,5 @@ def promote(version_number: str, export_dir: Path | None = None) -> str:
     client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version_number)
     uri = f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}"
     if export_dir is not None:
-        export_model(uri, export_dir)
+        export_model(uri, export_dir, version_number)
     return uri

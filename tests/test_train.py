@@ -5,10 +5,20 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows
 
 from chaos_pyfunc import schema
-from chaos_pyfunc.train import REGISTERED_MODEL, TrainOptions, promote, time_split, train
+from chaos_pyfunc.train import (
+    REGISTERED_MODEL,
+    REGISTERED_MODEL_META,
+    TrainOptions,
+    promote,
+    time_split,
+    train,
+)
+
+pytestmark = pytest.mark.data  # trains on the labelled customers
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +65,9 @@ def test_the_export_serves_and_carries_no_training_settings(trained, customers, 
     assert (exported / "code" / "chaos_pyfunc" / "model.py").exists()
     assert not list(exported.rglob("__pycache__"))
     assert "sqlite" not in (exported / "MLmodel").read_text()
+    assert exported.stat().st_mode & 0o777 == 0o755  # readable by the image's unprivileged user
+    meta = yaml.safe_load((exported / REGISTERED_MODEL_META).read_text())
+    assert meta == {"model_name": REGISTERED_MODEL, "model_version": "1"}
     # Served elsewhere: settings come from that machine's environment.
     other = work / "elsewhere.db"
     engine_with_indicators(f"sqlite:///{other}").dispose()
@@ -70,6 +83,7 @@ def test_promote_points_the_champion_alias_and_exports(trained) -> None:
     assert uri == f"models:/{REGISTERED_MODEL}@champion"
     assert str(mlflow.MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
     assert (work / "champion" / "artifacts" / "pipeline.pkl").exists()
+    assert yaml.safe_load((work / "champion" / REGISTERED_MODEL_META).read_text())["model_version"] == "1"
 
 
 def test_time_split_holds_out_the_last_months() -> None:
