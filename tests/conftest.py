@@ -18,13 +18,18 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+import chaos_pyfunc.db
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import load_csv, make_engine
+from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CHAOS_DATA_DIR", REPO.parent / "shared" / "data"))
 CUSTOMERS_CSV = DATA / "customers.csv"
-SOCIO_ECO_CSV = DATA / "socio_eco.csv"
+SHARED_SOCIO_ECO_CSV = DATA / "socio_eco.csv"
+# The indicator tests load the copy the package embeds (the embedded default's seed): it is the
+# shared socio_eco.csv byte for byte (test_db checks), and it is there wherever the package is,
+# inside the image too, where CI runs the tests that need no customer data.
+SOCIO_ECO_CSV = Path(chaos_pyfunc.db.__file__).with_name(SEED_INDICATORS)
 # A superuser URL on the real server; each test database is created and dropped through it.
 PG_ADMIN_URL = os.environ.get("CHAOS_TEST_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
 
@@ -110,9 +115,19 @@ def indicators_engine(any_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the labelled customers carry the `data` marker, like the modules that say so."""
+    for item in items:
+        if "customers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
 @pytest.fixture(scope="session")
 def customers() -> pd.DataFrame:
     """The real labelled contacts, as a caller would send them (plus label and duration)."""
+    if not CUSTOMERS_CSV.exists():
+        pytest.fail(f"{CUSTOMERS_CSV} is missing: the shared data goes in ../shared/data "
+                    "(or set CHAOS_DATA_DIR)", pytrace=False)
     return pd.read_csv(CUSTOMERS_CSV)
 
 

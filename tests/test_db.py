@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import CUSTOMERS_CSV, SOCIO_ECO_CSV
+from conftest import CUSTOMERS_CSV, SHARED_SOCIO_ECO_CSV, SOCIO_ECO_CSV
 from sqlalchemy import func, inspect, select, text
 
 from chaos_pyfunc.config import EMBEDDED_DATABASE_PATH, Settings
@@ -53,6 +53,12 @@ def test_reloading_indicators_updates_a_corrected_month(any_url: str, tmp_path: 
     engine.dispose()
 
 
+@pytest.mark.data
+def test_the_embedded_seed_is_the_shared_socio_eco() -> None:
+    assert SOCIO_ECO_CSV.read_bytes() == SHARED_SOCIO_ECO_CSV.read_bytes()
+
+
+@pytest.mark.data
 def test_loading_customers_twice_keeps_one_copy(any_url: str) -> None:
     engine = make_engine(Settings(database_url=any_url))
     assert load_csv(engine, "customers", CUSTOMERS_CSV) == 38429
@@ -91,6 +97,7 @@ def test_bad_files_are_refused(
     engine.dispose()
 
 
+@pytest.mark.data
 def test_a_bad_label_is_refused(sqlite_url: str, tmp_path: Path) -> None:
     pd.read_csv(CUSTOMERS_CSV).head(3).assign(subscription="maybe").to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(DataError, match="subscription must be yes or no"):

@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators
 
 from chaos_pyfunc.train import EXPERIMENT, REGISTERED_MODEL
+
+pytestmark = pytest.mark.data  # trains on the labelled customers
 
 VENV_BIN = Path(sys.executable).parent
 
