@@ -9,25 +9,37 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv serve test lint train db-postgres clean
+.PHONY: help venv tools serve test lint train db-postgres image base-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with the locked dependencies and the chaos package
 
+# The offline infrastructure checkers live apart from the service's venv: checkov pins its own
+# versions of packages MLflow also needs.
+TOOLS := .tools
+$(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
+	$(PYTHON) -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/venv/bin/pip install --quiet -r tools/requirements.lock
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: $(TOOLS)/.installed ## install the infrastructure checkers: checkov, kubernetes-validate, hadolint, yamllint, gitlab-ci-local
+
 serve: venv ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite default, or CHAOS_DATABASE_URL)
 	$(BIN)/chaos db init
 	$(BIN)/mlflow models serve -m model --env-manager local -h $(HOST) -p $(PORT)
 
-test: venv ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432) with coverage
+test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 
@@ -42,5 +54,13 @@ db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 	$(BIN)/chaos db load socio_eco $(DATA)/socio_eco.csv
 	$(BIN)/chaos db load customers $(DATA)/customers.csv
 
+IMAGE      ?= localhost/chaos:dev
+BASE_IMAGE ?= python:3.11-slim
+image: ## build the service image with podman as $(IMAGE) (BASE_IMAGE=localhost/chaos-base:bookworm offline)
+	BASE_IMAGE=$(BASE_IMAGE) .ci/build-image $(IMAGE)
+
+base-image: ## make localhost/chaos-base:bookworm from Debian packages (for machines without a registry)
+	.ci/build-base-image
+
 clean: ## remove the venv and local state (var/: embedded database, MLflow store)
-	rm -rf $(VENV) var .pytest_cache .coverage
+	rm -rf $(VENV) $(TOOLS) tools/node_modules var .pytest_cache .coverage .gitlab-ci-local
