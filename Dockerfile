@@ -1,0 +1,63 @@
+# One image for every environment: `mlflow models serve` on the committed model/, port 8080.
+# Build (see `make image`): docker build --build-arg GIT_COMMIT=… --build-arg MODEL_VERSION=… .
+ARG BASE_IMAGE=python:3.11-slim
+# checkov:skip=CKV_DOCKER_7:the base is a build argument (tests build on a local Debian base); its default is the python:3.11-slim version tag
+FROM ${BASE_IMAGE}
+
+# tini is PID 1: a bare Python PID 1 ignores SIGTERM, and mlflow runs uvicorn as a child
+# process; `tini -g` forwards the signal to both so Kubernetes can stop the pod cleanly.
+# The version follows the base image's Debian release, so it is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Dependencies first, in their own layer, from the lock: a code or model change reuses it.
+# The pipca secret is for builds behind a TLS-inspecting proxy; it never lands in a layer.
+COPY requirements.lock /tmp/requirements.lock
+RUN --mount=type=secret,id=pipca,required=false \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
+ && python3 -m venv "$VIRTUAL_ENV" \
+ && pip install --no-cache-dir -r /tmp/requirements.lock \
+ && rm /tmp/requirements.lock
+
+# The package (the `chaos` command, for database jobs) and the model the server runs.
+WORKDIR /app
+COPY pyproject.toml ./
+COPY chaos_pyfunc ./chaos_pyfunc
+RUN --mount=type=secret,id=pipca,required=false \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
+ && pip install --no-cache-dir --no-deps . \
+ && rm -rf build ./*.egg-info
+COPY model ./model
+
+RUN groupadd --gid 10001 chaos \
+ && useradd --uid 10001 --gid chaos --home-dir /tmp --no-create-home --shell /usr/sbin/nologin chaos
+
+ARG GIT_COMMIT=unknown
+ARG MODEL_VERSION=unknown
+LABEL org.opencontainers.image.title="chaos" \
+      org.opencontainers.image.description="Appetence scoring: MLflow pyfunc enriched live from socio_eco" \
+      org.opencontainers.image.licenses="CC-BY-4.0 (data)" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      io.chaos.model.name="chaos-appetence" \
+      io.chaos.model.version="${MODEL_VERSION}"
+
+# One uvicorn worker per container: with more, every keep-alive request waits about 44 ms
+# (uvicorn issue #3149). Scale with replicas instead.
+ENV MLFLOW_MODELS_WORKERS=1 \
+    HOME=/tmp
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
+  CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/ping', timeout=2)"]
+ENTRYPOINT ["tini", "-g", "--"]
+CMD ["mlflow", "models", "serve", "-m", "/app/model", "--env-manager", "local", "-h", "0.0.0.0", "-p", "8080"]

@@ -1,0 +1,214 @@
+"""The image, built with podman from a Debian base made here, run the way the pod runs it: host
+network to the real PostgreSQL, read-only root, no capabilities, database settings from a mounted
+config.yml. Then POST to it, and run CI's in-image test job inside it.
+
+podman comes from Debian (`.ci/run` installs it). Without it these tests skip locally, naming
+the reason; under CI (CI set) they fail instead, so they never silently vanish there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+import requests
+import yaml
+from conftest import REPO, request_rows, throwaway_pg_database
+from sqlalchemy.engine import make_url
+
+from chaos_pyfunc.schema import as_signature_types
+
+pytestmark = pytest.mark.container
+CONTAINERS_CONF = REPO / ".ci" / "containers.conf"
+BASE_IMAGE = "localhost/chaos-base:bookworm"
+IMAGE = "localhost/chaos:test"
+PORT = 8080  # the image's own command: the same port as in the pod
+STARTUP_SECONDS = 90.0
+UID = "10001"
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["podman", *args], env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if check:
+        assert done.returncode == 0, f"podman {' '.join(args)}:\n{done.stderr[-4000:]}"
+    return done
+
+
+def ci_script(job: str) -> list[str]:
+    """The script lines of a job of .gitlab-ci.yml, exactly as GitLab would run them."""
+    return yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())[job]["script"]
+
+
+def wait_for_ping(base: str, container: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/ping", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if podman("inspect", "--format", "{{.State.Running}}", container).stdout.strip() != "true":
+            break
+        time.sleep(0.5)
+    pytest.fail(f"{container} never answered /ping:\n{podman('logs', container, check=False).stderr[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """The image of the working tree, on the Debian base (made once per machine, ~30 s)."""
+    if shutil.which("podman") is None:
+        if os.environ.get("CI"):
+            pytest.fail("podman is missing: .ci/run installs it (apt-get install podman runc mmdebstrap)")
+        pytest.skip("podman is not installed: apt-get install podman runc mmdebstrap (CI does)")
+    if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
+        subprocess.run([REPO / ".ci" / "build-base-image", BASE_IMAGE], check=True, timeout=600)
+    subprocess.run([REPO / ".ci" / "build-image", IMAGE], check=True, timeout=1800, capture_output=True,
+                   env={**os.environ, "BASE_IMAGE": BASE_IMAGE})
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with throwaway_pg_database(with_indicators=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def secret_dir(database: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the Kubernetes Secret volume holds: config.yml with the database settings."""
+    url = make_url(database)
+    folder = tmp_path_factory.mktemp("secret")
+    (folder / "config.yml").write_text(yaml.safe_dump({"database": {
+        "host": url.host, "port": url.port, "name": url.database, "user": url.username,
+        "password": "unused-with-trust-auth"}}))
+    folder.chmod(0o755)
+    (folder / "config.yml").chmod(0o644)
+    return folder
+
+
+def run_args(secret_dir: Path, name: str) -> list[str]:
+    """`podman run` as the pod runs the app: read-only root, no capabilities, mounted config."""
+    return ["run", "--detach", "--name", name, "--network", "host", "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--volume", f"{secret_dir}:/etc/chaos:ro",
+            "--env", "CHAOS_CONFIG=/etc/chaos/config.yml"]
+
+
+@pytest.fixture(scope="module")
+def server(image: str, secret_dir: Path) -> Iterator[str]:
+    """The image's own command, listening on 0.0.0.0:8080 of the host network."""
+    name = f"chaos-test-{os.getpid()}"
+    podman("rm", "--force", name, check=False)
+    try:
+        requests.get(f"http://127.0.0.1:{PORT}/", timeout=1)
+        pytest.fail(f"port {PORT} is taken on this machine: the image's command listens there")
+    except requests.ConnectionError:
+        pass
+    podman(*run_args(secret_dir, name), image)
+    try:
+        wait_for_ping(f"http://127.0.0.1:{PORT}", name)
+        yield name
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def labels(image: str) -> dict[str, str]:
+    return yaml.safe_load(podman("inspect", "--format", "{{json .Config.Labels}}", image).stdout)
+
+
+def test_labels_name_the_commit_and_the_model_version(image: str) -> None:
+    found = labels(image)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert found["org.opencontainers.image.revision"] in (head, f"{head}-dirty")
+    meta = yaml.safe_load((REPO / "model" / "registered_model_meta").read_text())
+    assert found["io.chaos.model.version"] == str(meta["model_version"])
+    assert found["io.chaos.model.name"] == "chaos-appetence"
+
+
+def test_the_image_holds_no_secret_config_or_local_state(image: str) -> None:
+    listing = podman("run", "--rm", "--entrypoint", "sh", image, "-c",
+                     "ls -A /app; find /app /etc /home /root /tmp /var \\( -name config.yml "
+                     "-o -name '*key*.json' -o -name '*.db' -o -path /app/var \\) -print 2>/dev/null; true",
+                     ).stdout.split()
+    assert sorted(listing) == ["chaos_pyfunc", "model", "pyproject.toml"]
+
+
+def test_the_command_is_mlflow_models_serve_as_a_non_root_user(image: str) -> None:
+    config = yaml.safe_load(podman("inspect", "--format", "{{json .Config}}", image).stdout)
+    assert config["Cmd"] == ["mlflow", "models", "serve", "-m", "/app/model", "--env-manager", "local",
+                             "-h", "0.0.0.0", "-p", "8080"]  # noqa: S104 (a pod must listen on its IP)
+    assert config["Entrypoint"] == ["tini", "-g", "--"]
+    assert "MLFLOW_MODELS_WORKERS=1" in config["Env"]
+    assert config["User"] == f"{UID}:{UID}"
+
+
+def test_every_process_runs_as_the_unprivileged_user(server: str) -> None:
+    uids = podman("exec", server, "sh", "-c", "for s in /proc/[0-9]*/status; do "
+                  "awk '/^Uid:/ {print $2}' $s; done").stdout.split()
+    assert uids and set(uids) == {UID}
+    assert podman("exec", server, "sh", "-c", "touch /app/x", check=False).returncode != 0
+
+
+def test_it_scores_real_rows_as_the_model_does_in_process(server: str, database: str,
+                                                          customers: pd.DataFrame,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = request_rows(customers, 50, seed=3)
+    answer = requests.post(f"http://127.0.0.1:{PORT}/invocations",
+                           json={"dataframe_split": rows.to_dict(orient="split", index=False)}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    served = [p["appetence"] for p in answer.json()["predictions"]]
+    assert len(served) == 50
+    assert all(0.0 <= p <= 1.0 for p in served)
+    monkeypatch.setenv("CHAOS_DATABASE_URL", database)
+    local = mlflow.pyfunc.load_model(str(REPO / "model")).predict(as_signature_types(rows))
+    assert served == pytest.approx(local["appetence"].tolist(), abs=1e-12)
+
+
+def test_bad_input_gets_a_400_naming_the_field(server: str) -> None:
+    body = yaml.safe_load((REPO / "model" / "serving_input_example.json").read_text())
+    column = body["dataframe_split"]["columns"].index("job_type")
+    body["dataframe_split"]["data"][0][column] = "astronaut"
+    answer = requests.post(f"http://127.0.0.1:{PORT}/invocations", json=body, timeout=30)
+    assert answer.status_code == 400
+    assert "job_type" in answer.json()["message"]
+
+
+def test_sigterm_stops_the_server_at_once(image: str, secret_dir: Path) -> None:
+    """tini forwards SIGTERM: without it, Python as PID 1 ignores the signal and the runtime
+    kills the container only when the grace period is over."""
+    name = f"chaos-stop-{os.getpid()}"
+    port = 18000 + os.getpid() % 1000
+    podman("rm", "--force", name, check=False)
+    podman(*run_args(secret_dir, name), image, "mlflow", "models", "serve", "-m", "/app/model",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port))
+    try:
+        wait_for_ping(f"http://127.0.0.1:{port}", name)
+        started = time.monotonic()
+        podman("stop", "--time", "20", name, timeout=60)
+        assert time.monotonic() - started < 5
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "143"
+    finally:
+        podman("rm", "--force", name, check=False)
+
+
+def test_the_ci_unit_test_job_passes_inside_the_image(image: str) -> None:
+    """The `unit-tests` job of .gitlab-ci.yml, its very script, in the image, on a read-only
+    checkout; PostgreSQL is this machine's instead of the job's service container."""
+    script = " && ".join(ci_script("unit-tests"))
+    done = podman("run", "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL",
+                  "--volume", f"{REPO}:/builds/chaos:ro", "--workdir", "/builds/chaos",
+                  "--volume", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro",
+                  "--env", "PIP_CERT=/etc/ssl/host-ca.crt",
+                  "--env", "CHAOS_TEST_PG_URL=postgresql+psycopg2://root@127.0.0.1:5432/postgres",
+                  image, "sh", "-c", script, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
