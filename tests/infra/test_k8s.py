@@ -1,0 +1,386 @@
+"""k8s/: each overlay renders, validates against Kubernetes 1.30, passes checkov, and says what we mean.
+
+Offline: kubectl only renders (`kubectl kustomize`) and builds Secrets as a client-side dry run;
+no API server is involved.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .tools import REPO, run_tool
+
+pytestmark = pytest.mark.infra
+
+K8S = REPO / "k8s"
+ENVS = ("develop", "staging", "master")
+IMAGE = "registry.gitlab.com/bank-data/chaos/chaos"
+PROXY_IMAGE = re.compile(r"^gcr\.io/cloud-sql-connectors/cloud-sql-proxy:2\.\d+\.\d+$")
+# The only checkov checks skipped in the manifests (annotation checkov.io/skip1), each with its reason there.
+ALLOWED_SKIPS = {"CKV_K8S_43"}
+
+Manifest = dict[str, Any]
+
+
+@functools.cache
+def render(path: Path) -> str:
+    """`kubectl kustomize` of one kustomization directory (rendered once per test session)."""
+    done = run_tool("kubectl", ["kustomize", path], timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def manifests(env: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(render(K8S / "overlays" / env)) if doc]
+
+
+def only(docs: list[Manifest], kind: str) -> Manifest:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {[doc['metadata']['name'] for doc in found]}"
+    return found[0]
+
+
+def pod_spec(env: str) -> Manifest:
+    return only(manifests(env), "Deployment")["spec"]["template"]["spec"]
+
+
+def container(spec: Manifest, name: str, init: bool = False) -> Manifest:
+    found = [c for c in spec["initContainers" if init else "containers"] if c["name"] == name]
+    assert len(found) == 1, f"no single container {name}"
+    return found[0]
+
+
+def all_containers(spec: Manifest) -> Iterator[Manifest]:
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def port_number(c: Manifest, port: int | str) -> int:
+    """A probe's port, resolving a named port against the container's ports."""
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in c["ports"] if p.get("name") == port)
+
+
+def mount_of(spec: Manifest, c: Manifest, secret_key: str) -> tuple[str, Manifest]:
+    """(mount path, volume) where container c sees the Secret key `secret_key`."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for mount in c.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret and any(item["key"] == secret_key for item in secret.get("items", [])):
+            return mount["mountPath"], volumes[mount["name"]]
+    raise AssertionError(f"container {c['name']} mounts no Secret key {secret_key}")
+
+
+def run_script(name: str, *args: str | Path, env: dict[str, str] | None = None,
+               cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(K8S / name), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, **(env or {})})
+
+
+# --- every overlay: schema, names, labels -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_overlay_is_valid_kubernetes_1_30(env: str, tmp_path: Path) -> None:
+    rendered = tmp_path / f"{env}.yaml"
+    rendered.write_text(render(K8S / "overlays" / env))
+    done = run_tool("kubernetes-validate", ["-k", "1.30.0", "--strict", rendered], timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    # The CLI only warns about an unknown apiVersion: require one "passed" per object.
+    assert output.count("passed for resource") == len(manifests(env)), output
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_objects_per_environment(env: str) -> None:
+    kinds = sorted(doc["kind"] for doc in manifests(env))
+    expected = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]
+    if env == "master":
+        expected += ["HorizontalPodAutoscaler", "PodDisruptionBudget"]
+    assert kinds == sorted(expected)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_names_namespaces_and_labels(env: str) -> None:
+    docs = manifests(env)
+    assert only(docs, "Namespace")["metadata"]["name"] == f"chaos-{env}"
+    labels = {"app.kubernetes.io/name": "chaos", "app.kubernetes.io/instance": f"chaos-{env}",
+              "environment": env}
+    for doc in docs:
+        meta = doc["metadata"]
+        assert meta["name"].endswith(f"-{env}"), f"{doc['kind']} {meta['name']}"
+        assert meta.get("labels", {}).items() >= labels.items(), f"{doc['kind']} {meta['name']}"
+        if doc["kind"] != "Namespace":
+            assert meta.get("namespace") == f"chaos-{env}", f"{doc['kind']} {meta['name']}"
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["selector"]["matchLabels"] == labels
+    assert deployment["spec"]["template"]["metadata"]["labels"] == labels
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_replicas_and_rollout(env: str) -> None:
+    docs = manifests(env)
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    if env != "master":
+        assert deployment["spec"]["replicas"] == 1
+        return
+    # master: the HPA owns the count (a fixed count would be reset by every `kubectl apply`).
+    assert "replicas" not in deployment["spec"]
+    hpa = only(docs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    pdb = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+# --- the pod ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_cloud_sql_proxy_is_a_native_sidecar(env: str) -> None:
+    spec = pod_spec(env)
+    proxy = container(spec, "cloud-sql-proxy", init=True)
+    assert proxy["restartPolicy"] == "Always"
+    assert PROXY_IMAGE.match(proxy["image"]), proxy["image"]
+    args = proxy["args"]
+    assert {"--port=5432", "--address=127.0.0.1", "--health-check", "--http-port=9801",
+            "--structured-logs"} <= set(args), args
+    # The instance comes from this environment's ConfigMap.
+    assert "$(INSTANCE_CONNECTION_NAME)" in args
+    ref = next(e["valueFrom"]["configMapKeyRef"] for e in proxy["env"]
+               if e["name"] == "INSTANCE_CONNECTION_NAME")
+    configmap = only(manifests(env), "ConfigMap")
+    assert ref["name"] == configmap["metadata"]["name"] == f"chaos-proxy-{env}"
+    instance = configmap["data"][ref["key"]]
+    assert re.fullmatch(r"[a-z][a-z0-9-]+:[a-z]+-[a-z]+\d:[a-z0-9-]+", instance), instance
+    assert instance.endswith(f"-{env}")
+    # Credentials: a file from this environment's Secret.
+    path, volume = mount_of(spec, proxy, "credentials.json")
+    assert f"--credentials-file={path}/credentials.json" in args
+    assert volume["secret"]["secretName"] == f"chaos-secrets-{env}"
+    # The app starts only once the proxy's startup probe passes.
+    for probe, path in (("startupProbe", "/startup"), ("livenessProbe", "/liveness")):
+        get = proxy[probe]["httpGet"]
+        assert (get["path"], port_number(proxy, get["port"])) == (path, 9801), probe
+    # No readiness probe: a database blip would empty the Service, where the app answers 503.
+    assert "readinessProbe" not in proxy
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_app_container(env: str) -> None:
+    spec = pod_spec(env)
+    app = container(spec, "chaos")
+    assert app["image"] == f"{IMAGE}:{env}"
+    assert [p["containerPort"] for p in app["ports"]] == [8080]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = app[probe]["httpGet"]
+        assert (get["path"], port_number(app, get["port"])) == ("/ping", 8080), probe
+    # The config file comes from this environment's Secret, read-only.
+    config = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_CONFIG")
+    path, volume = mount_of(spec, app, "config.yml")
+    assert config == f"{path}/config.yml"
+    assert volume["secret"]["secretName"] == f"chaos-secrets-{env}"
+    assert all(m.get("readOnly") for m in app["volumeMounts"] if m["mountPath"] == path)
+    # The app never sees the proxy's service account key.
+    with pytest.raises(AssertionError, match="mounts no Secret key"):
+        mount_of(spec, app, "credentials.json")
+    # A writable, bounded /tmp on a read-only root filesystem.
+    tmp = next(m for m in app["volumeMounts"] if m["mountPath"] == "/tmp")  # noqa: S108 (a path in the pod)
+    assert next(v for v in spec["volumes"] if v["name"] == tmp["name"])["emptyDir"]["sizeLimit"]
+    # The preStop pause must fit in the grace period.
+    pause = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pause < spec["terminationGracePeriodSeconds"]
+    assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_resources(env: str) -> None:
+    spec = pod_spec(env)
+    for c in all_containers(spec):
+        for bound in ("requests", "limits"):
+            assert set(c["resources"][bound]) >= {"cpu", "memory"}, f"{c['name']} {bound}"
+    assert container(spec, "chaos")["resources"] == {"requests": {"cpu": "500m", "memory": "768Mi"},
+                                                     "limits": {"cpu": "1", "memory": "1536Mi"}}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_security_context(env: str) -> None:
+    spec = pod_spec(env)
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"].items() >= {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                               "seccompProfile": {"type": "RuntimeDefault"}}.items()
+    for c in all_containers(spec):
+        context = c["securityContext"]
+        assert context["runAsNonRoot"] is True, c["name"]
+        assert context["runAsUser"] > 10000 and context["runAsGroup"] > 10000, c["name"]
+        assert context["readOnlyRootFilesystem"] is True, c["name"]
+        assert context["allowPrivilegeEscalation"] is False, c["name"]
+        assert context["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert not c.get("ports") or all("hostPort" not in p for p in c["ports"]), c["name"]
+    assert container(spec, "chaos")["securityContext"]["runAsUser"] == 10001
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_service_and_network_policy(env: str) -> None:
+    docs = manifests(env)
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = only(docs, "Service")["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+    assert service["selector"] == pod_labels
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == pod_labels
+    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_no_secret_in_the_manifests(env: str) -> None:
+    text = render(K8S / "overlays" / env)
+    assert not re.search(r"(?m)^kind: Secret$", text)
+    for word in ("password", "private_key", "private key", "secret_access_key"):
+        assert word not in text.lower(), word
+    for configmap in (doc for doc in manifests(env) if doc["kind"] == "ConfigMap"):
+        assert "binaryData" not in configmap
+        assert list(configmap["data"]) == ["INSTANCE_CONNECTION_NAME"]
+
+
+def test_every_overlay_pins_the_same_proxy() -> None:
+    images = {container(pod_spec(env), "cloud-sql-proxy", init=True)["image"] for env in ENVS}
+    assert len(images) == 1, images
+
+
+# --- deploy.sh -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image", [f"{IMAGE}:abc1234", "registry.example.com:5000/team/chaos:0123456"])
+def test_deploy_render_sets_exactly_the_image(image: str) -> None:
+    done = run_script("deploy.sh", "--render", "staging", image, cwd=K8S)  # from another directory
+    assert done.returncode == 0, done.stderr
+    deployed = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    app = container(only(deployed, "Deployment")["spec"]["template"]["spec"], "chaos")
+    assert app["image"] == image
+    # Everything else is the staging overlay as it is.
+    app["image"] = f"{IMAGE}:staging"
+    assert deployed == manifests("staging")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--render", "production", f"{IMAGE}:abc1234"], "unknown environment 'production'"),
+    (["--render", "staging", IMAGE], "not an image reference of the form name:tag"),
+    (["--render", "staging"], "usage:"),
+])
+def test_deploy_refuses_bad_arguments(args: list[str], message: str) -> None:
+    done = run_script("deploy.sh", *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not done.stdout
+
+
+# --- secrets.sh ----------------------------------------------------------------------------------------
+
+
+SecretFiles = tuple[Path, Path, list[str]]
+
+
+@pytest.fixture
+def secret_files(tmp_path: Path) -> SecretFiles:
+    """A throwaway key and config, and the sentinel strings that must never be printed."""
+    sentinels = ["sentinel-private-key-8f3a", "sentinel-password-2c9d"]
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "private_key": sentinels[0]}))
+    config = tmp_path / "config.yml"
+    config.write_text(f"database:\n  password: {sentinels[1]}\n")
+    encoded = [base64.b64encode(path.read_bytes()).decode() for path in (key, config)]
+    return key, config, sentinels + encoded
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_secrets_dry_run_shows_names_never_values(env: str, secret_files: SecretFiles) -> None:
+    key, config, sentinels = secret_files
+    done = run_script("secrets.sh", env, key, config)
+    assert done.returncode == 0, done.stderr
+    assert f"Secret chaos-secrets-{env} in namespace chaos-{env}" in done.stdout
+    assert "keys: config.yml credentials.json" in done.stdout
+    for sentinel in sentinels:
+        assert sentinel not in done.stdout + done.stderr
+
+
+def test_registry_secret_dry_run_hides_the_token() -> None:
+    token = "sentinel-deploy-token-77e1"
+    done = run_script("secrets.sh", "registry", "master",
+                      env={"GITLAB_DEPLOY_USER": "gitlab+deploy-token-1", "GITLAB_DEPLOY_TOKEN": token})
+    assert done.returncode == 0, done.stderr
+    assert ("Secret gitlab-registry-master in namespace chaos-master (type kubernetes.io/dockerconfigjson)"
+            in done.stdout)
+    assert "keys: .dockerconfigjson" in done.stdout
+    assert token not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("bad env", "unknown environment 'prod'"),
+    ("missing key", "no readable file"),
+    ("swapped files", "is not a JSON service account key"),
+    ("no token", "set GITLAB_DEPLOY_TOKEN"),
+    ("no arguments", "usage"),
+])
+def test_secrets_refuses_bad_input(case: str, message: str, secret_files: SecretFiles) -> None:
+    key, config, _ = secret_files
+    args: list[str | Path] = {
+        "bad env": ["prod", key, config],
+        "missing key": ["develop", key.with_name("absent.json"), config],
+        "swapped files": ["develop", config, key],
+        "no token": ["registry", "develop"],
+        "no arguments": [],
+    }[case]
+    done = run_script("secrets.sh", *args, env={"GITLAB_DEPLOY_USER": "someone", "GITLAB_DEPLOY_TOKEN": ""})
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not done.stdout
+
+
+# --- checkov and yamllint -----------------------------------------------------------------------------
+
+
+def test_checkov_finds_nothing() -> None:
+    """Every overlay, and a scan for secrets over k8s/. The base is scanned only as part of the
+    overlays: alone it has neither namespace nor image tag."""
+    done = run_tool("checkov", ["--skip-download", "-d", K8S, "--framework", "kustomize", "secrets",
+                                "--skip-path", "k8s/base", "-o", "json"], timeout=300,
+                    # checkov 3.3's parallel kustomize runner races when the base is skipped: the
+                    # overlays' rendered files share one folder and overwrite each other.
+                    env={"CHECKOV_PARALLELIZATION_TYPE": "none"})
+    assert done.stdout.lstrip().startswith(("{", "[")), done.stderr[-3000:]
+    reports = json.loads(done.stdout)
+    reports = reports if isinstance(reports, list) else [reports]  # empty reports are left out
+    failed = [f"{c['check_id']} {c['check_name']}: {c['resource']} ({c['file_path']})"
+              for report in reports for c in report["results"]["failed_checks"]]
+    assert not failed, "checkov failed checks:\n" + "\n".join(failed)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kustomize = next(r for r in reports if r["check_type"] == "kustomize")["results"]
+    assert {c["resource"].split(":")[1] for c in kustomize["passed_checks"]} == set(ENVS)
+    skipped = {c["check_id"] for c in kustomize["skipped_checks"]}
+    assert skipped <= ALLOWED_SKIPS, f"skips not allowed: {skipped - ALLOWED_SKIPS}"
+
+
+def test_yamllint() -> None:
+    done = run_tool("yamllint", ["--strict", K8S])  # with the repository's .yamllint.yaml
+    assert done.returncode == 0, done.stdout + done.stderr
