@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from conftest import REPO, request_rows, throwaway_pg_database
+from conftest import REPO, request_rows
 from sqlalchemy.engine import make_url
 
 from chaos_pyfunc.schema import as_signature_types
@@ -76,15 +76,9 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    with throwaway_pg_database(with_indicators=True) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def secret_dir(database: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def secret_dir(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What the Kubernetes Secret volume holds: config.yml with the database settings."""
-    url = make_url(database)
+    url = make_url(module_pg_url)
     folder = tmp_path_factory.mktemp("secret")
     (folder / "config.yml").write_text(yaml.safe_dump({"database": {
         "host": url.host, "port": url.port, "name": url.database, "user": url.username,
@@ -157,7 +151,7 @@ def test_every_process_runs_as_the_unprivileged_user(server: str) -> None:
     assert podman("exec", server, "sh", "-c", "touch /app/x", check=False).returncode != 0
 
 
-def test_it_scores_real_rows_as_the_model_does_in_process(server: str, database: str,
+def test_it_scores_real_rows_as_the_model_does_in_process(server: str, module_pg_url: str,
                                                           customers: pd.DataFrame,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     rows = request_rows(customers, 50, seed=3)
@@ -167,7 +161,7 @@ def test_it_scores_real_rows_as_the_model_does_in_process(server: str, database:
     served = [p["appetence"] for p in answer.json()["predictions"]]
     assert len(served) == 50
     assert all(0.0 <= p <= 1.0 for p in served)
-    monkeypatch.setenv("CHAOS_DATABASE_URL", database)
+    monkeypatch.setenv("CHAOS_DATABASE_URL", module_pg_url)
     local = mlflow.pyfunc.load_model(str(REPO / "model")).predict(as_signature_types(rows))
     assert served == pytest.approx(local["appetence"].tolist(), abs=1e-12)
 

@@ -187,13 +187,6 @@ def indicators_pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def module_pg_url() -> Iterator[str]:
-    """A PostgreSQL database with the real socio_eco that one module may change at will."""
-    with throwaway_pg_database(with_indicators=True) as url:
-        yield url
-
-
 @pytest.fixture(scope="session")
 def pg_server(indicators_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server most tests share: indicators from PostgreSQL, default settings."""

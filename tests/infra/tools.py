@@ -40,9 +40,9 @@ def run_tool(name: str, args: Sequence[str | Path], cwd: Path = REPO, timeout: f
                           text=True, timeout=timeout, check=False)
 
 
-def checkov(args: Sequence[str | Path]) -> list[dict]:
+def checkov(args: Sequence[str | Path], env: dict[str, str] | None = None) -> list[dict]:
     """checkov's JSON reports (one per framework), run offline; fails the test if it did not run."""
-    done = run_tool("checkov", ["--skip-download", "--output", "json", *args])
+    done = run_tool("checkov", ["--skip-download", "--output", "json", *args], env=env)
     assert done.stdout.strip().startswith(("[", "{")), f"checkov did not report:\n{done.stderr[-3000:]}"
     reports = json.loads(done.stdout)
     return reports if isinstance(reports, list) else [reports]
