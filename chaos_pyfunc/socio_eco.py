@@ -44,6 +44,34 @@ class Window:
     def union(self, other: Window) -> Window:
         return Window(min(self.first, other.first), max(self.last, other.last))
 
+    @classmethod
+    def of_months(cls, first: int, last: int) -> Window:
+        """The window from month number ``first`` to ``last`` (year * 12 + month)."""
+        def end(number: int) -> pd.Timestamp:
+            year, month = divmod(int(number) - 1, 12)
+            return pd.Timestamp(year, month + 1, 1) + pd.offsets.MonthEnd(0)
+        return cls(end(first), end(last))
+
+
+@dataclass(frozen=True, eq=False)
+class IndicatorTable:
+    """The socio_eco rows of a window, as read, and as NumPy arrays for the serving path."""
+
+    frame: pd.DataFrame  # date and INDICATORS, sorted by date
+    months: np.ndarray   # year * 12 + month of each row, ascending
+    values: np.ndarray   # the INDICATORS of each row, float64
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> IndicatorTable:
+        return cls(frame, _month_number(pd.DatetimeIndex(frame["date"])),
+                   frame[list(INDICATORS)].to_numpy(dtype=np.float64))
+
+    def rows_for(self, contact_months: np.ndarray, max_age_months: int) -> np.ndarray | None:
+        """The indicators of each contact month, as of it; None if any row must be refused
+        (as_of_join then says which and why)."""
+        position, refused = _as_of(self.months, contact_months, max_age_months)
+        return None if refused.any() else self.values[position]
+
 
 def month_end(dates: pd.Series) -> pd.Series:
     """The last day of each date's month, at midnight."""
@@ -52,6 +80,16 @@ def month_end(dates: pd.Series) -> pd.Series:
 
 def _month_number(dates: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(dates.year * 12 + dates.month, dtype=np.int64)
+
+
+def _as_of(table_months: np.ndarray, contact_months: np.ndarray,
+           max_age_months: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each contact month, the position of the latest table month at or before it, and
+    whether the row is refused (no such month, or older than the bound)."""
+    position = np.searchsorted(table_months, contact_months, side="right") - 1
+    # position -1 (no earlier month) indexes the last month: harmless, position < 0 refuses it.
+    matched = table_months[position] if len(table_months) else contact_months
+    return position, (position < 0) | (contact_months - matched > max_age_months)
 
 
 def needed_window(contact_dates: pd.Series, max_age_months: int) -> Window:
@@ -98,16 +136,16 @@ class IndicatorSource:
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._cached: tuple[Window, pd.DataFrame, float] | None = None
+        self._cached: tuple[Window, IndicatorTable, float] | None = None
         self.round_trips = 0  # database reads so far: what the benchmarks and tests count
 
-    def _fresh(self, now: float) -> tuple[Window, pd.DataFrame, float] | None:
+    def _fresh(self, now: float) -> tuple[Window, IndicatorTable, float] | None:
         if self._cached is not None and now - self._cached[2] < self._ttl:
             return self._cached
         return None
 
-    def get(self, window: Window) -> pd.DataFrame:
-        """The indicator rows of ``window``, sorted by date (possibly more months around it)."""
+    def table(self, window: Window) -> IndicatorTable:
+        """The indicator rows of ``window`` (possibly more months around it)."""
         with self._lock:
             fresh = self._fresh(self._clock())
         if fresh is not None and fresh[0].covers(window):
@@ -115,12 +153,16 @@ class IndicatorSource:
         # Widen to the fresh cached window so alternating requests do not evict each other.
         wanted = window if fresh is None else fresh[0].union(window)
         started = self._clock()
-        frame = fetch_indicators(self._engine, wanted)
+        table = IndicatorTable.of(fetch_indicators(self._engine, wanted))
         with self._lock:
             self.round_trips += 1
             if self._ttl > 0:
-                self._cached = (wanted, frame, started)
-        return frame
+                self._cached = (wanted, table, started)
+        return table
+
+    def get(self, window: Window) -> pd.DataFrame:
+        """The indicator rows of ``window``, sorted by date (possibly more months around it)."""
+        return self.table(window).frame
 
 
 def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int) -> pd.DataFrame:
@@ -132,10 +174,7 @@ def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int
     """
     contact_months = _month_number(rows[schema.DATE].dt)
     table_months = _month_number(pd.DatetimeIndex(indicators["date"]))
-    position = np.searchsorted(table_months, contact_months, side="right") - 1
-    # position -1 (no earlier month) indexes the last month: harmless, position < 0 refuses it.
-    matched = table_months[position] if len(table_months) else contact_months
-    refused = (position < 0) | (contact_months - matched > max_age_months)
+    position, refused = _as_of(table_months, contact_months, max_age_months)
     if refused.any():
         dates = rows[schema.DATE]
         shown = schema.list_rows(refused, lambda i: f"{i} ({dates.iat[i]:%Y-%m-%d})")

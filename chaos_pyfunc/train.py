@@ -38,7 +38,7 @@ DEFAULT_ARTIFACT_ROOT = Path("var") / "mlartifacts"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The package files the served model needs (pipeline.py: the pickle refers to day_of_month);
 # the training and command-line modules stay out of model/code.
-SERVING_FILES = ("__init__.py", "config.py", "schema.py", "db.py", "socio_eco.py", "model.py",
+SERVING_FILES = ("__init__.py", "config.py", "schema.py", "db.py", "socio_eco.py", "model.py", "compiled.py",
                  "pipeline.py", "seed_indicators.csv")
 # What the served model needs; pinned to the versions it was trained with.
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "sqlalchemy", "psycopg2-binary", "pyyaml")

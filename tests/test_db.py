@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from conftest import CUSTOMERS_CSV, SHARED_SOCIO_ECO_CSV, SOCIO_ECO_CSV
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from chaos_pyfunc.config import EMBEDDED_DATABASE_PATH, Settings
 from chaos_pyfunc.db import (
@@ -113,6 +114,17 @@ def test_postgres_engine_has_timeouts_and_pre_ping(pg_url: str) -> None:
         assert client["tcp_user_timeout"] == str(1234 + 3000)
         assert client["keepalives"] == "1"
     assert engine.pool._pre_ping
+    engine.dispose()
+
+
+def test_the_serving_engine_reads_in_autocommit_and_cannot_write(pg_url: str) -> None:
+    init_schema(make_engine(Settings(database_url=pg_url)))
+    engine = make_engine(Settings(database_url=pg_url), read_only=True)
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection.autocommit  # no BEGIN / ROLLBACK round trips
+        assert conn.execute(text("SHOW default_transaction_read_only")).scalar_one() == "on"
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            conn.execute(text("DELETE FROM socio_eco"))
     engine.dispose()
 
 

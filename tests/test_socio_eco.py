@@ -12,6 +12,7 @@ from chaos_pyfunc.db import INDICATORS, make_engine
 from chaos_pyfunc.socio_eco import (
     IndicatorSource,
     IndicatorsUnavailable,
+    IndicatorTable,
     MissingIndicators,
     Window,
     as_of_join,
@@ -179,3 +180,20 @@ def test_a_database_without_the_table_is_reported_as_unavailable(pg_url: str) ->
     with pytest.raises(IndicatorsUnavailable):
         fetch_indicators(engine, WINDOW)
     engine.dispose()
+
+
+def test_a_window_of_month_numbers_spans_their_month_ends() -> None:
+    window = Window.of_months(2009 * 12 + 11, 2010 * 12 + 2)
+    assert (window.first, window.last) == (pd.Timestamp("2009-11-30"), pd.Timestamp("2010-02-28"))
+
+
+def test_the_table_form_joins_as_of_like_the_frame_form() -> None:
+    frame = pd.read_csv(SOCIO_ECO_CSV, parse_dates=["date"])
+    table = IndicatorTable.of(frame)
+    # 2009-01 is a gap: it takes 2008-12; 2010-03 is there; 2012-01 is too far from 2010-11.
+    months = np.array([2009 * 12 + 1, 2010 * 12 + 3])
+    rows = table.rows_for(months, 3)
+    expected = frame.set_index(frame["date"].dt.strftime("%Y-%m"))[list(INDICATORS)]
+    np.testing.assert_array_equal(rows, expected.loc[["2008-12", "2010-03"]].to_numpy())
+    assert table.rows_for(np.array([2012 * 12 + 1]), 3) is None
+    assert table.rows_for(np.array([2008 * 12 + 1]), 3) is None

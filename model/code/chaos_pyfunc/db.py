@@ -73,14 +73,21 @@ class DataError(ValueError):
     """A CSV file does not hold what its table needs."""
 
 
-def make_engine(settings: Settings) -> Engine:
-    """A pooled engine that fails fast when the database is away and heals when it is back."""
+def make_engine(settings: Settings, read_only: bool = False) -> Engine:
+    """A pooled engine that fails fast when the database is away and heals when it is back.
+
+    ``read_only`` (serving): autocommit, so a read is one statement with no BEGIN and ROLLBACK
+    round trips around it, and PostgreSQL refuses any write on these connections.
+    """
     url = settings.url
     connect_args: dict[str, object] = {}
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
     if url.get_backend_name() == "postgresql":
         connect_args = {
             "connect_timeout": settings.connect_timeout_seconds,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "options": options,
             "application_name": "chaos",
             # A database that vanishes mid-query (network cut, failover) errors out instead of
             # holding the request: unacknowledged data and silent peers are given up on.
@@ -100,6 +107,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_timeout=settings.connect_timeout_seconds,
         pool_recycle=1800,
         connect_args=connect_args,
+        isolation_level="AUTOCOMMIT" if read_only else None,
     )
 
 

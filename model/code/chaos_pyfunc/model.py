@@ -7,19 +7,22 @@ right code: a bad request is 400, a database that cannot be read is 503.
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 from chaos_pyfunc import schema
+from chaos_pyfunc.compiled import CompiledPipeline, compile_pipeline
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.db import make_engine, seed_embedded
-from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
+from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, Window, enrich
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +31,43 @@ PIPELINE_ARTIFACT = "pipeline"
 
 class Scorer:
     """A caller's rows in, one appetence per row out, in order; raises InvalidInput or
-    IndicatorsUnavailable, which the pyfunc below turns into HTTP 400 or 503."""
+    IndicatorsUnavailable, which the pyfunc below turns into HTTP 400 or 503.
 
-    def __init__(self, pipeline: Any, source: IndicatorSource, settings: Settings) -> None:
+    Valid requests take the fast path: NumPy validation, the cached indicators' arrays, the
+    compiled pipeline. Anything else takes the reference path, the very code training uses
+    (pandas validation, as-of join, the scikit-learn pipeline), which scores what it accepts
+    and explains what it refuses. Both give the same appetences (tests/test_compiled.py).
+    """
+
+    def __init__(self, pipeline: Any, source: IndicatorSource, settings: Settings,
+                 compiled: CompiledPipeline | None = None) -> None:
         self.pipeline = pipeline
         self.source = source
         self.settings = settings
+        self.compiled = compiled
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        appetence = self._fast(rows) if self.compiled is not None else None
+        if appetence is None:
+            appetence = self._reference(rows)
+        return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
+
+    def _fast(self, rows: pd.DataFrame) -> np.ndarray | None:
+        batch = schema.fast_batch(rows)
+        if batch is None or len(batch) == 0:
+            return None
+        age = self.settings.max_indicator_age_months
+        window = Window.of_months(int(batch.months.min()) - age, int(batch.months.max()))
+        indicators = self.source.table(window).rows_for(batch.months, age)
+        if indicators is None:
+            return None
+        return self.compiled.appetence(batch, indicators)
+
+    def _reference(self, rows: pd.DataFrame) -> np.ndarray:
         enriched = enrich(rows, self.source, self.settings.max_indicator_age_months)
         if enriched.empty:
-            return pd.DataFrame({schema.OUTPUT_COLUMN: pd.Series(dtype="float64")})
-        positive = self.pipeline.predict_proba(enriched)[:, 1]
-        return pd.DataFrame({schema.OUTPUT_COLUMN: positive.astype("float64")})
+            return np.empty(0, dtype=np.float64)
+        return self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
 
 
 class AppetenceModel(mlflow.pyfunc.PythonModel):
@@ -52,8 +79,14 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
         seed_embedded(settings)
         with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
             pipeline = pickle.load(handle)  # noqa: S301 - our own artifact, written by train.py
-        engine = make_engine(settings)
-        self.scorer = Scorer(pipeline, IndicatorSource(engine, settings.cache_ttl_seconds), settings)
+        engine = make_engine(settings, read_only=True)
+        self.scorer = Scorer(pipeline, IndicatorSource(engine, settings.cache_ttl_seconds), settings,
+                             compile_pipeline(pipeline))
+        # Everything loaded so far (MLflow, pandas, scikit-learn, the model: millions of objects)
+        # lives as long as the server: keep it out of the garbage collector's full passes, which
+        # otherwise stall a request now and then for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         log.info("chaos model loaded; indicators from %s", settings.safe_url())
 
     def predict(

@@ -7,6 +7,7 @@ field, instead of being scored silently.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -160,3 +161,68 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
     if problems:
         raise InvalidInput("; ".join(problems))
     return clean
+
+
+# ------------------------------------------------------------------ the fast path, for serving
+
+_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CATEGORY_CODES = {column: {value: code for code, value in enumerate(values)}
+                   for column, values in CATEGORIES.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """Valid rows as plain NumPy arrays: what the compiled pipeline consumes, in row order."""
+
+    months: np.ndarray               # year * 12 + month of each contact, int64
+    days: np.ndarray                 # day of the month, float64
+    codes: dict[str, np.ndarray]     # category column -> index into CATEGORIES[column], intp
+    integers: dict[str, np.ndarray]  # integer column -> values as float64 (whole, in bounds)
+
+    def __len__(self) -> int:
+        return len(self.months)
+
+
+def fast_batch(frame: object) -> Batch | None:
+    """The rows as a ``Batch`` when every value is plainly valid, else None.
+
+    A few vector operations instead of validate()'s per-column pandas work: on a one-row
+    request that is microseconds instead of milliseconds. It accepts a strict subset of what
+    validate() accepts; anything else (a wrong type, a value out of range, a missing column)
+    gets None, and the caller goes through validate(), which explains the problem.
+    """
+    if not isinstance(frame, pd.DataFrame) or frame.columns.has_duplicates:
+        return None
+    if any(column not in frame.columns for column in INPUT_COLUMNS):
+        return None
+    dates = frame[DATE].to_numpy()
+    if not all(type(v) is str and _DATE_PATTERN.fullmatch(v) for v in dates):
+        return None
+    try:
+        days = dates.astype("datetime64[D]")
+    except ValueError:  # 2010-02-30
+        return None
+    months = days.astype("datetime64[M]")
+    month_index = months.astype(np.int64)  # months since 1970-01
+    codes: dict[str, np.ndarray] = {}
+    for column, lookup in _CATEGORY_CODES.items():
+        try:
+            codes[column] = np.fromiter(map(lookup.__getitem__, frame[column].to_numpy()),
+                                        dtype=np.intp, count=len(frame))
+        except (KeyError, TypeError):  # an unknown or unhashable value
+            return None
+    integers: dict[str, np.ndarray] = {}
+    for column, rule in INTEGERS.items():
+        values = frame[column].to_numpy()
+        if values.dtype.kind not in "fiu":
+            return None
+        values = values.astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            plain = (np.isfinite(values) & (values == np.round(values))
+                     & (values >= rule.low) & (values <= rule.high))
+        if not plain.all():
+            return None
+        integers[column] = values
+    # year * 12 + month, as socio_eco numbers months (datetime64[M] counts from 1970-01 = 0).
+    return Batch(months=month_index + 1970 * 12 + 1,
+                 days=(days - months).astype(np.float64) + 1.0, codes=codes, integers=integers)

@@ -1,0 +1,134 @@
+"""The compiled serving path gives the scikit-learn pipeline's answers, and steps aside when unsure."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, engine_with_indicators, request_rows
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from chaos_pyfunc import compiled, schema
+from chaos_pyfunc.compiled import SMALL_BATCH, Forest, compile_pipeline, probe_rows
+from chaos_pyfunc.config import Settings
+from chaos_pyfunc.model import Scorer
+from chaos_pyfunc.socio_eco import IndicatorSource
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    with (REPO / "model" / "artifacts" / "pipeline.pkl").open("rb") as handle:
+        return pickle.load(handle)  # noqa: S301 - our own artifact
+
+
+@pytest.fixture(scope="module")
+def scorers(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorer, Scorer]:
+    """(compiled, reference) scorers on the same embedded indicators."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('compiled') / 'chaos.db'}"
+    settings = Settings(database_url=url)
+    source = IndicatorSource(engine_with_indicators(url), ttl_seconds=3600)
+    fast = Scorer(pipeline, source, settings, compile_pipeline(pipeline))
+    assert fast.compiled is not None
+    return fast, Scorer(pipeline, source, settings, None)
+
+
+def test_every_customer_scores_as_the_pipeline_does(scorers: tuple[Scorer, Scorer],
+                                                    customers: pd.DataFrame) -> None:
+    fast, reference = scorers
+    rows = schema.as_signature_types(customers[list(schema.INPUT_COLUMNS)])
+    expected = reference.score(rows)["appetence"].to_numpy()
+    # All 38k rows at once (scikit-learn's trees), then in small requests (the NumPy walk).
+    assert np.max(np.abs(fast.score(rows)["appetence"].to_numpy() - expected)) <= 1e-6
+    small = np.concatenate([fast.score(rows.iloc[i:i + SMALL_BATCH].reset_index(drop=True))["appetence"]
+                            for i in range(0, len(rows), SMALL_BATCH)])
+    assert np.max(np.abs(small - expected)) <= 1e-6
+
+
+def test_one_row_takes_the_fast_path(scorers: tuple[Scorer, Scorer], customers: pd.DataFrame,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, _ = scorers
+    monkeypatch.setattr(fast, "_reference", lambda rows: pytest.fail("took the reference path"))
+    assert 0 < fast.score(schema.as_signature_types(request_rows(customers, 1)))["appetence"][0] < 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("job_type", "astronaut", "job_type: must be one of"),
+        ("age", 35.5, "age: expected an integer"),
+        ("age", 131.0, "age: must be 0..130"),
+        ("date", "2010-1-05", "date: expected a date YYYY-MM-DD"),
+        ("date", "2010-02-30", "date: expected a date YYYY-MM-DD"),
+        ("date", "2012-06-15", "date: no socio-economic indicators"),
+        ("balance", float("nan"), "balance: expected an integer"),
+    ],
+)
+def test_bad_rows_get_the_reference_message(scorers: tuple[Scorer, Scorer], column: str, value: object,
+                                            message: str) -> None:
+    fast, reference = scorers
+    rows, _ = probe_rows(fast.compiled, 3, seed=5)
+    rows[column] = rows[column].astype(object)
+    rows.loc[1, column] = value
+    with pytest.raises(schema.InvalidInput, match=message) as from_fast:
+        fast.score(rows)
+    with pytest.raises(schema.InvalidInput) as from_reference:
+        reference.score(rows)
+    assert str(from_fast.value) == str(from_reference.value)
+
+
+def test_fast_batch_reads_dates_categories_and_numbers() -> None:
+    rows = pd.DataFrame([{"date": "2009-02-28", "age": 41.0, "job_type": "retired", "status": "single",
+                          "education": "unknown", "has_default": "no", "balance": -12.0,
+                          "has_housing_loan": "yes", "has_perso_loan": "no", "contact": "telephone",
+                          "nb_contact": 2.0, "nb_day_last_contact": -1.0, "nb_contact_last_campaign": 0.0,
+                          "result_last_campaign": "success"}])
+    batch = schema.fast_batch(rows)
+    assert batch is not None
+    assert batch.months.tolist() == [2009 * 12 + 2]
+    assert batch.days.tolist() == [28.0]
+    assert batch.codes["job_type"].tolist() == [schema.CATEGORIES["job_type"].index("retired")]
+    assert batch.integers["balance"].tolist() == [-12.0]
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r.drop(columns="age"),
+    lambda r: r.assign(age=r["age"].astype(str)),
+    lambda r: r.assign(contact=[["cellular"]] * len(r)),
+    lambda r: r.assign(date=pd.to_datetime(r["date"])),
+    lambda r: r.assign(nb_contact=np.inf),
+    lambda r: pd.concat([r, r[["age"]]], axis=1),
+])
+def test_fast_batch_steps_aside_for_anything_unusual(pipeline: Pipeline, change) -> None:
+    rows, _ = probe_rows(compiled._compile(pipeline), 4, seed=9)
+    assert schema.fast_batch(rows) is not None
+    assert schema.fast_batch(change(rows)) is None
+
+
+def test_the_forest_walk_matches_scikit_learn_raw_scores(pipeline: Pipeline) -> None:
+    classifier = pipeline[-1]
+    features = np.random.default_rng(0).normal(size=(200, classifier.n_features_in_)) * 2
+    expected = classifier._raw_predict(features).ravel()
+    assert np.max(np.abs(Forest.of(classifier).raw(features) - expected)) < 1e-12
+
+
+def test_an_unknown_pipeline_shape_is_served_as_it_is(pipeline: Pipeline) -> None:
+    other = Pipeline([("encode", pipeline[0]), ("classify", LogisticRegression())])
+    assert compile_pipeline(other) is None
+
+
+def test_a_compiled_form_that_disagrees_is_not_used(pipeline: Pipeline,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = Forest.raw
+    monkeypatch.setattr(Forest, "raw", lambda self, features: raw(self, features) + 1e-3)
+    assert compile_pipeline(pipeline) is None
+
+
+def test_probe_rows_are_valid_and_cover_every_category(pipeline: Pipeline) -> None:
+    rows, indicators = probe_rows(compiled._compile(pipeline), 200, seed=0)
+    assert schema.fast_batch(rows) is not None
+    assert indicators.shape == (200, 5)
+    for column, values in schema.CATEGORIES.items():
+        assert set(rows[column]) == set(values)
