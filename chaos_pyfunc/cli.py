@@ -50,6 +50,23 @@ def _promote(args: argparse.Namespace) -> str:
     return f"champion is now {promote(args.version, args.export)}"
 
 
+def _score(args: argparse.Namespace) -> str:
+    from chaos_pyfunc import batch  # MLflow is slow to import: only when needed
+
+    try:
+        if args.input is not None:
+            report = batch.score_csv(args.model, args.input, Path(args.output), args.chunk_rows)
+        else:
+            engine = make_engine(load_settings())
+            try:
+                report = batch.score_table(args.model, engine, args.table, args.output, args.chunk_rows)
+            finally:
+                engine.dispose()
+    except batch.BatchError as exc:
+        raise DataError(str(exc)) from None
+    return str(report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaos", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -77,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version")
     promote.add_argument("--export", type=Path, help="also write the champion's model directory here")
     promote.set_defaults(run=_promote)
+
+    score = commands.add_parser("score", help="score a whole CSV file or table in chunks (batch scoring)")
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="a customers CSV")
+    source.add_argument("--table", help="a table of the configured database (e.g. customers)")
+    score.add_argument("--output", required=True,
+                       help="the CSV to write (with --input) or the table to replace (with --table)")
+    score.add_argument("--model", default="model", help="the model directory or URI (default: model)")
+    score.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time")
+    score.set_defaults(run=_score)
     return parser
 
 

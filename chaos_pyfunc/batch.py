@@ -1,0 +1,159 @@
+"""Batch scoring: a whole CSV file or table through the served pyfunc, chunk by chunk.
+
+Memory stays flat whatever the size: one chunk is read, scored and written at a time. The
+output is complete or absent: a file is written beside its target and renamed at the end, a
+table is written in one transaction. A chunk with bad rows stops the run, naming the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from sqlalchemy import Engine, text
+
+from chaos_pyfunc import schema
+
+if TYPE_CHECKING:  # PySpark is optional: only score_spark needs it
+    import pyspark.sql
+
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+class BatchError(RuntimeError):
+    """The run stopped; nothing was written."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    rows: int
+    seconds: float  # reading, scoring and writing; the model's loading is not counted
+    peak_rss_mb: float
+    output: str
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return (f"scored {self.rows:,} rows in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s, "
+                f"read, scored and written), peak memory {self.peak_rss_mb:.0f} MB, into {self.output}")
+
+
+class Progress:
+    """A one-line progress bar on a terminal stream: done/total, percent, rows per second."""
+
+    def __init__(self, total: int | None, stream: TextIO | None = sys.stderr, width: int = 30) -> None:
+        self.total, self.stream, self.width = total, stream, width
+        self.started = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if self.stream is None:
+            return
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        if self.total:
+            filled = int(self.width * done / self.total)
+            bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * done / self.total:5.1f}% "
+            count = f"{done:,}/{self.total:,}"
+        else:
+            bar, count = "", f"{done:,}"
+        self.stream.write(f"\r{bar}{count} rows, {rate:,.0f} rows/s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\n")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _score_chunks(model: mlflow.pyfunc.PyFuncModel, chunks: Iterator[pd.DataFrame],
+                  write: Callable[[pd.DataFrame, bool], None], progress: Progress) -> int:
+    """Score every chunk, write it with its appetence column; return the number of rows."""
+    done = 0
+    for chunk in chunks:
+        rows = schema.as_signature_types(chunk.reset_index(drop=True))
+        if pd.api.types.is_datetime64_any_dtype(rows[schema.DATE]):  # a DATE column of a table
+            rows[schema.DATE] = rows[schema.DATE].dt.strftime("%Y-%m-%d")
+        try:
+            scores = model.predict(rows[list(schema.INPUT_COLUMNS)])[schema.OUTPUT_COLUMN].to_numpy()
+        except (MlflowException, KeyError) as exc:
+            message = exc.message if isinstance(exc, MlflowException) else f"missing column {exc}"
+            raise BatchError(f"rows {done} to {done + len(chunk) - 1} (numbered from 0 within them "
+                             f"below): {message}") from None
+        write(chunk.assign(**{schema.OUTPUT_COLUMN: scores}), done == 0)
+        done += len(chunk)
+        progress.update(done)
+    progress.close()
+    return done
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+
+
+def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              stream: TextIO | None = sys.stderr) -> BatchReport:
+    """Score a customers CSV into ``target``: the same columns plus ``appetence``."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    started = time.perf_counter()
+    partial = target.with_name(target.name + ".partial")
+    text_columns = dict.fromkeys([schema.DATE, *schema.CATEGORIES], str)
+
+    def write(frame: pd.DataFrame, first: bool) -> None:
+        frame.to_csv(partial, mode="w" if first else "a", header=first, index=False)
+
+    try:
+        with pd.read_csv(source, chunksize=chunk_rows, dtype=text_columns) as chunks:
+            rows = _score_chunks(model, chunks, write, Progress(max(_count_lines(source) - 1, 0), stream))
+        if rows == 0:
+            raise BatchError(f"{source} holds no rows")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return BatchReport(rows, time.perf_counter() - started, _peak_rss_mb(), str(target))
+
+
+def score_table(model_uri: str, engine: Engine, source: str, target: str,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS, stream: TextIO | None = sys.stderr) -> BatchReport:
+    """Score table ``source`` into table ``target`` (replaced): its columns plus ``appetence``."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    started = time.perf_counter()
+    quoted = engine.dialect.identifier_preparer.quote
+    with engine.connect() as count_conn:
+        total = count_conn.execute(text(f"SELECT count(*) FROM {quoted(source)}")).scalar_one()  # noqa: S608
+    # A server-side cursor on PostgreSQL: rows arrive chunk by chunk, never all at once.
+    with engine.connect().execution_options(stream_results=True) as reader, engine.begin() as writer:
+        chunks = pd.read_sql_query(text(f"SELECT * FROM {quoted(source)}"), reader, chunksize=chunk_rows)  # noqa: S608
+
+        def write(frame: pd.DataFrame, first: bool) -> None:
+            frame.to_sql(target, writer, if_exists="replace" if first else "append", index=False)
+
+        rows = _score_chunks(model, chunks, write, Progress(total, stream))
+    return BatchReport(rows, time.perf_counter() - started, _peak_rss_mb(), f"table {target}")
+
+
+def score_spark(frame: pyspark.sql.DataFrame, model_uri: str) -> pyspark.sql.DataFrame:
+    """``frame`` plus an ``appetence`` column, scored by the same pyfunc in Spark's Python workers.
+
+    For customer bases beyond one machine. The workers read the indicators from the database the
+    driver's environment names (CHAOS_DATABASE_URL or CHAOS_CONFIG), so every executor must reach it.
+    """
+    from pyspark.sql import functions
+
+    udf = mlflow.pyfunc.spark_udf(frame.sparkSession, model_uri, result_type="double", env_manager="local")
+    columns = [functions.col(c).cast("double").alias(c) if c in schema.INTEGERS else functions.col(c)
+               for c in schema.INPUT_COLUMNS]
+    return frame.withColumn(schema.OUTPUT_COLUMN, udf(functions.struct(*columns)))
