@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, Row, Select, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.db import INDICATORS, socio_eco
@@ -99,6 +99,19 @@ def needed_window(contact_dates: pd.Series, max_age_months: int) -> Window:
     return Window(first, ends.max())
 
 
+def _read(engine: Engine, query: Select) -> list[Row]:
+    """One round trip; a second, on a new connection, only when the pooled one was dead."""
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(query).all())
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:  # SQLAlchemy has already emptied the stale pool
+            raise
+        log.info("a pooled connection to the database was dead; reading on a new one")
+    with engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
 def fetch_indicators(engine: Engine, window: Window) -> pd.DataFrame:
     """One SELECT of the months in ``window``, sorted by date."""
     query = (
@@ -107,8 +120,7 @@ def fetch_indicators(engine: Engine, window: Window) -> pd.DataFrame:
         .order_by(socio_eco.c.date)
     )
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
+        rows = _read(engine, query)
     except SQLAlchemyError as exc:
         # The driver's message may carry host names; the class is enough for the caller.
         log.warning("reading socio_eco failed: %s", type(exc).__name__)

@@ -3,7 +3,7 @@ import socket
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SOCIO_ECO_CSV
+from conftest import SOCIO_ECO_CSV, engine_with_indicators
 from sqlalchemy import Engine, text
 
 from chaos_pyfunc import schema
@@ -197,3 +197,20 @@ def test_the_table_form_joins_as_of_like_the_frame_form() -> None:
     np.testing.assert_array_equal(rows, expected.loc[["2008-12", "2010-03"]].to_numpy())
     assert table.rows_for(np.array([2012 * 12 + 1]), 3) is None
     assert table.rows_for(np.array([2008 * 12 + 1]), 3) is None
+
+
+def test_a_connection_the_database_dropped_is_replaced_without_an_error(pg_url: str) -> None:
+    engine_with_indicators(pg_url).dispose()
+    reader = make_engine(Settings(database_url=pg_url), read_only=True)
+    window = Window(pd.Timestamp("2010-03-31"), pd.Timestamp("2010-05-31"))
+    assert len(fetch_indicators(reader, window)) == 3
+    # A database restart, as the pooled connection sees it: its server process is gone.
+    admin = make_engine(Settings(database_url=pg_url))
+    with admin.connect() as conn:
+        killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                                   "AND application_name = 'chaos' AND backend_type = 'client backend'"))
+        assert killed.scalar_one() >= 1
+    admin.dispose()
+    assert len(fetch_indicators(reader, window)) == 3
+    reader.dispose()

@@ -76,8 +76,10 @@ class DataError(ValueError):
 def make_engine(settings: Settings, read_only: bool = False) -> Engine:
     """A pooled engine that fails fast when the database is away and heals when it is back.
 
-    ``read_only`` (serving): autocommit, so a read is one statement with no BEGIN and ROLLBACK
-    round trips around it, and PostgreSQL refuses any write on these connections.
+    ``read_only`` (serving): a read is one round trip. Autocommit, so no BEGIN and ROLLBACK
+    around the statement; no pre-ping either: the reader retries once on a fresh connection
+    when the database dropped the pooled one (socio_eco.fetch_indicators). PostgreSQL refuses
+    any write on these connections.
     """
     url = settings.url
     connect_args: dict[str, object] = {}
@@ -101,7 +103,9 @@ def make_engine(settings: Settings, read_only: bool = False) -> Engine:
         connect_args = {"timeout": settings.connect_timeout_seconds}
     return create_engine(
         url,
-        pool_pre_ping=True,  # a connection dropped by a database restart is replaced, not used
+        # A connection dropped by a database restart is replaced, not used: checked before each
+        # use, or, for the serving reader, retried once when it turns out dead.
+        pool_pre_ping=not read_only,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_timeout=settings.connect_timeout_seconds,
