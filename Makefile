@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools serve test lint train db-postgres image base-image clean
+.PHONY: help venv tools serve test lint train db-postgres image base-image bench bench-batch clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,16 @@ db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 	$(BIN)/chaos db init
 	$(BIN)/chaos db load socio_eco $(DATA)/socio_eco.csv
 	$(BIN)/chaos db load customers $(DATA)/customers.csv
+
+bench: venv ## serve our model and a plain mlflow.sklearn anchor side by side, load both with wrk (PostgreSQL)
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/python bench/compare.py
+
+bench-batch: venv ## batch-score the 38k customers and a generated 1M-row file (indicators: CHAOS_DATABASE_URL or embedded)
+	$(BIN)/chaos db init
+	$(BIN)/python bench/make_customers.py --rows 1000000 --out var/bench/customers_1m.csv
+	$(BIN)/chaos score --input $(DATA)/customers.csv --output var/bench/scores_38k.csv
+	$(BIN)/chaos score --input var/bench/customers_1m.csv --output var/bench/scores_1m.csv
 
 IMAGE      ?= localhost/chaos:dev
 BASE_IMAGE ?= python:3.11-slim

@@ -110,7 +110,11 @@ def test_spark_udf_gives_the_pyfunc_scores(pyfunc, customers: pd.DataFrame,
              .getOrCreate())
     try:
         scored = score_spark(spark.createDataFrame(rows), MODEL).toPandas()
+        # A CSV read with inferSchema gives a date column of Spark's date type: scored the same.
+        dated = spark.createDataFrame(rows.assign(date=pd.to_datetime(rows["date"]).dt.date))
+        from_dates = score_spark(dated, MODEL).toPandas()
     finally:
         spark.stop()
     assert list(scored.columns) == [*schema.INPUT_COLUMNS, "appetence"]
     assert np.max(np.abs(scored["appetence"].to_numpy() - expected(pyfunc, rows))) < 1e-12
+    assert np.max(np.abs(from_dates["appetence"].to_numpy() - expected(pyfunc, rows))) < 1e-12
