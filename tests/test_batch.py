@@ -89,6 +89,10 @@ def test_the_command_line_scores_a_file(pg_engine: Engine, customers: pd.DataFra
     assert "scored 60 rows" in capsys.readouterr().out
     assert main(["score", "--input", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "x.csv"),
                  "--model", MODEL]) == 2
+    load_csv(pg_engine, "customers", tmp_path / "in.csv")
+    assert main(["score", "--table", "customers", "--output", "cli_scores", "--model", MODEL]) == 0
+    assert "scored 60 rows" in capsys.readouterr().out
+    assert len(pd.read_sql_table("cli_scores", pg_engine)) == 60
 
 
 def test_the_progress_bar_counts_rows() -> None:
