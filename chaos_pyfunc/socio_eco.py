@@ -68,9 +68,28 @@ class IndicatorTable:
 
     def rows_for(self, contact_months: np.ndarray, max_age_months: int) -> np.ndarray | None:
         """The indicators of each contact month, as of it; None if any row must be refused
-        (as_of_join then says which and why)."""
+        (join then says which and why)."""
         position, refused = _as_of(self.months, contact_months, max_age_months)
         return None if refused.any() else self.values[position]
+
+    def join(self, rows: pd.DataFrame, max_age_months: int) -> pd.DataFrame:
+        """``rows`` (validated: dates parsed) with the indicators of their month, as of it.
+
+        Months missing from the table are real: a contact in 2009-01 takes 2008-12. A row whose
+        latest month is more than ``max_age_months`` older, or that predates every month, is
+        refused, naming the rows and their dates. Row order is kept.
+        """
+        position, refused = _as_of(self.months, _month_number(rows[schema.DATE].dt), max_age_months)
+        if refused.any():
+            dates = rows[schema.DATE]
+            shown = schema.list_rows(refused, lambda i: f"{i} ({dates.iat[i]:%Y-%m-%d})")
+            raise MissingIndicators(
+                f"{schema.DATE}: no socio-economic indicators for the contact's month or the "
+                f"{max_age_months} month(s) before it at row(s) {shown}"
+            )
+        joined = rows.copy()
+        joined[list(INDICATORS)] = self.values[position]
+        return joined
 
 
 def month_end(dates: pd.Series) -> pd.Series:
@@ -178,26 +197,9 @@ class IndicatorSource:
 
 
 def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int) -> pd.DataFrame:
-    """Add to each row the indicators of the latest month at or before its contact's month.
-
-    Months missing from the table are real: a contact in 2009-01 takes 2008-12. A row whose
-    latest month is more than ``max_age_months`` older, or that predates every month, is
-    refused, naming the rows and their dates. Row order is kept.
-    """
-    contact_months = _month_number(rows[schema.DATE].dt)
-    table_months = _month_number(pd.DatetimeIndex(indicators["date"]))
-    position, refused = _as_of(table_months, contact_months, max_age_months)
-    if refused.any():
-        dates = rows[schema.DATE]
-        shown = schema.list_rows(refused, lambda i: f"{i} ({dates.iat[i]:%Y-%m-%d})")
-        raise MissingIndicators(
-            f"{schema.DATE}: no socio-economic indicators for the contact's month or the "
-            f"{max_age_months} month(s) before it at row(s) {shown}"
-        )
-    values = indicators[list(INDICATORS)].to_numpy()[position]
-    joined = rows.copy()
-    joined[list(INDICATORS)] = values
-    return joined
+    """Add to each row the indicators of the latest month at or before its contact's month
+    (IndicatorTable.join, on a frame of socio_eco rows sorted by date)."""
+    return IndicatorTable.of(indicators).join(rows, max_age_months)
 
 
 def enrich(rows: pd.DataFrame, source: IndicatorSource, max_age_months: int) -> pd.DataFrame:
@@ -206,4 +208,4 @@ def enrich(rows: pd.DataFrame, source: IndicatorSource, max_age_months: int) -> 
     if clean.empty:
         return clean
     window = needed_window(clean[schema.DATE], max_age_months)
-    return as_of_join(clean, source.get(window), max_age_months)
+    return source.table(window).join(clean, max_age_months)

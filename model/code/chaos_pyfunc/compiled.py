@@ -97,9 +97,13 @@ class CompiledPipeline:
     numbers_start: int                # first feature column of the scaled numbers
     mean: np.ndarray                  # StandardScaler over schema.INTEGERS then INDICATORS
     scale: np.ndarray
-    width: int                        # number of features
     forest: Forest
     classifier: HistGradientBoostingClassifier
+
+    @property
+    def width(self) -> int:
+        """Number of features: the one-hot blocks, the scaled numbers, the day of month."""
+        return self.numbers_start + len(self.mean) + 1
 
     def features(self, batch: schema.Batch, indicators: np.ndarray) -> np.ndarray:
         """The matrix the classifier sees, column for column as the ColumnTransformer makes it."""
@@ -147,7 +151,7 @@ def _compile(pipeline: Any) -> CompiledPipeline:
     mean = scaler.mean_ if scaler.with_mean else np.zeros(len(numeric))
     scale = scaler.scale_ if scaler.with_std else np.ones(len(numeric))
     return CompiledPipeline(offsets, first, np.asarray(mean, dtype=np.float64),
-                            np.asarray(scale, dtype=np.float64), width, Forest.of(classifier), classifier)
+                            np.asarray(scale, dtype=np.float64), Forest.of(classifier), classifier)
 
 
 def probe_rows(compiled: CompiledPipeline, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
