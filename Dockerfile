@@ -1,11 +1,12 @@
-# One image for every environment: `mlflow models serve` on the committed model/, port 8080.
+# One image for every environment: MLflow's scoring app for the committed model/, behind the
+# gateway (chaos_pyfunc/gateway.py), on port 8080.
 # Build (see `make image`): docker build --build-arg GIT_COMMIT=… --build-arg MODEL_VERSION=… .
 ARG BASE_IMAGE=python:3.11-slim
 # checkov:skip=CKV_DOCKER_7:the base is a build argument (tests build on a local Debian base); its default is the python:3.11-slim version tag
 FROM ${BASE_IMAGE}
 
-# tini is PID 1: a bare Python PID 1 ignores SIGTERM, and mlflow runs uvicorn as a child
-# process; `tini -g` forwards the signal to both so Kubernetes can stop the pod cleanly.
+# tini is PID 1: a bare Python PID 1 gets no default signal handling and reaps no zombies;
+# tini forwards SIGTERM to uvicorn, which drains the requests in flight, then exits.
 # The version follows the base image's Debian release, so it is not pinned.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -51,13 +52,12 @@ LABEL org.opencontainers.image.title="chaos" \
       io.chaos.model.name="chaos-appetence" \
       io.chaos.model.version="${MODEL_VERSION}"
 
-# One uvicorn worker per container: with more, every keep-alive request waits about 44 ms
-# (uvicorn issue #3149). Scale with replicas instead.
-ENV MLFLOW_MODELS_WORKERS=1 \
-    HOME=/tmp
+# One uvicorn process per container (`chaos serve` runs no launcher and no worker pool):
+# scale with replicas.
+ENV HOME=/tmp
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
   CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/ping', timeout=2)"]
 ENTRYPOINT ["tini", "-g", "--"]
-CMD ["mlflow", "models", "serve", "-m", "/app/model", "--env-manager", "local", "-h", "0.0.0.0", "-p", "8080"]
+CMD ["chaos", "serve", "--model", "/app/model", "--host", "0.0.0.0", "--port", "8080"]

@@ -67,6 +67,13 @@ def _score(args: argparse.Namespace) -> str:
     return str(report)
 
 
+def _serve(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.serve import serve  # MLflow is slow to import: only when needed
+
+    serve(args.model, args.host, args.port)
+    return "stopped"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaos", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -104,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", default="model", help="the model directory or URI (default: model)")
     score.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time")
     score.set_defaults(run=_score)
+
+    serve = commands.add_parser("serve", help="serve the model over HTTP (what the image runs)")
+    serve.add_argument("--model", default="model", help="the model directory or URI (default: model)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -28,6 +28,14 @@ ENV_VARS = {
     "connect_timeout_seconds": "CHAOS_CONNECT_TIMEOUT_SECONDS",
     "statement_timeout_ms": "CHAOS_STATEMENT_TIMEOUT_MS",
     "pool_size": "CHAOS_POOL_SIZE",
+    "pool_recycle_seconds": "CHAOS_POOL_RECYCLE_SECONDS",
+    "indicators_wait_seconds": "CHAOS_INDICATORS_WAIT_SECONDS",
+    "indicators_max_staleness_seconds": "CHAOS_INDICATORS_MAX_STALENESS_SECONDS",
+    "max_body_bytes": "CHAOS_MAX_BODY_BYTES",
+    "max_rows": "CHAOS_MAX_ROWS",
+    "max_in_flight": "CHAOS_MAX_IN_FLIGHT",
+    "request_timeout_seconds": "CHAOS_REQUEST_TIMEOUT_SECONDS",
+    "shutdown_timeout_seconds": "CHAOS_SHUTDOWN_TIMEOUT_SECONDS",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -47,7 +55,23 @@ class Settings:
     max_indicator_age_months: int = 3
     connect_timeout_seconds: int = 3
     statement_timeout_ms: int = 5000
+    # At most 2 * pool_size connections per process; a connection older than this is replaced.
     pool_size: int = 2
+    pool_recycle_seconds: int = 300
+    # Once the cache has expired, how long a request waits for a read of socio_eco before it
+    # falls back to the last good indicators (or answers 503).
+    indicators_wait_seconds: float = 1.0
+    # While socio_eco cannot be read, indicators read at most this long ago are still served;
+    # 0 answers 503 as soon as the cache has expired.
+    indicators_max_staleness_seconds: float = 3600.0
+    # The HTTP front (gateway.py): bigger bodies or more rows get 413 before any parsing or
+    # scoring; past max_in_flight requests being handled, new ones get 503 at once.
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_rows: int = 10_000
+    max_in_flight: int = 32
+    request_timeout_seconds: float = 10.0
+    # On SIGTERM, requests in flight get this long to finish (below the pod's grace period).
+    shutdown_timeout_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         try:
@@ -60,6 +84,14 @@ class Settings:
             "connect_timeout_seconds": self.connect_timeout_seconds >= 1,
             "statement_timeout_ms": self.statement_timeout_ms >= 1,
             "pool_size": self.pool_size >= 1,
+            "pool_recycle_seconds": self.pool_recycle_seconds >= 1,
+            "indicators_wait_seconds": self.indicators_wait_seconds > 0,
+            "indicators_max_staleness_seconds": self.indicators_max_staleness_seconds >= 0,
+            "max_body_bytes": self.max_body_bytes >= 1024,
+            "max_rows": self.max_rows >= 1,
+            "max_in_flight": self.max_in_flight >= 1,
+            "request_timeout_seconds": self.request_timeout_seconds > 0,
+            "shutdown_timeout_seconds": self.shutdown_timeout_seconds >= 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -1,7 +1,10 @@
 """Socio-economic indicators: read live from the ``socio_eco`` table, joined as of each contact.
 
-One SELECT per request at most (none while the cache is fresh), never one per row. The join
-is a pure function so training and serving share it exactly.
+The table is small (one row per month), so a read takes all of it: one SELECT, never one per
+row, none while the cache is fresh. Reads run off the request path, so a database that is down
+or hangs holds no request longer than ``wait_seconds``: past that, the last good indicators
+are served while they are recent enough, else the request gets a quick 503. The join is a pure
+function, so training and serving share it exactly.
 """
 
 from __future__ import annotations
@@ -10,17 +13,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Row, Select, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from chaos_pyfunc import schema
+from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import INDICATORS, socio_eco
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = ("socio-economic indicators are unavailable: the database cannot be read right "
+               "now, retry later")
 
 
 class IndicatorsUnavailable(RuntimeError):
@@ -29,28 +38,6 @@ class IndicatorsUnavailable(RuntimeError):
 
 class MissingIndicators(schema.InvalidInput):
     """Some rows have no indicators recent enough to be scored."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """An inclusive range of month ends."""
-
-    first: pd.Timestamp
-    last: pd.Timestamp
-
-    def covers(self, other: Window) -> bool:
-        return self.first <= other.first and other.last <= self.last
-
-    def union(self, other: Window) -> Window:
-        return Window(min(self.first, other.first), max(self.last, other.last))
-
-    @classmethod
-    def of_months(cls, first: int, last: int) -> Window:
-        """The window from month number ``first`` to ``last`` (year * 12 + month)."""
-        def end(number: int) -> pd.Timestamp:
-            year, month = divmod(int(number) - 1, 12)
-            return pd.Timestamp(year, month + 1, 1) + pd.offsets.MonthEnd(0)
-        return cls(end(first), end(last))
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,20 +59,27 @@ class IndicatorTable:
         position, refused = _as_of(self.months, contact_months, max_age_months)
         return None if refused.any() else self.values[position]
 
+    def coverage(self) -> str:
+        """Which months the table holds, for messages (the table's data, not the caller's)."""
+        if not len(self.months):
+            return "the socio_eco table is empty"
+        first, last = (f"{(m - 1) // 12:04d}-{(m - 1) % 12 + 1:02d}" for m in self.months[[0, -1]])
+        return f"indicators cover {first} to {last}"
+
     def join(self, rows: pd.DataFrame, max_age_months: int) -> pd.DataFrame:
         """``rows`` (validated: dates parsed) with the indicators of their month, as of it.
 
         Months missing from the table are real: a contact in 2009-01 takes 2008-12. A row whose
         latest month is more than ``max_age_months`` older, or that predates every month, is
-        refused, naming the rows and their dates. Row order is kept.
+        refused, naming the rows (not their dates: those are the caller's data). Row order
+        is kept.
         """
         position, refused = _as_of(self.months, _month_number(rows[schema.DATE].dt), max_age_months)
         if refused.any():
-            dates = rows[schema.DATE]
-            shown = schema.list_rows(refused, lambda i: f"{i} ({dates.iat[i]:%Y-%m-%d})")
             raise MissingIndicators(
                 f"{schema.DATE}: no socio-economic indicators for the contact's month or the "
-                f"{max_age_months} month(s) before it at row(s) {shown}"
+                f"{max_age_months} month(s) before it at row(s) {schema.list_rows(refused)}; "
+                f"{self.coverage()}"
             )
         joined = rows.copy()
         joined[list(INDICATORS)] = self.values[position]
@@ -111,89 +105,137 @@ def _as_of(table_months: np.ndarray, contact_months: np.ndarray,
     return position, (position < 0) | (contact_months - matched > max_age_months)
 
 
-def needed_window(contact_dates: pd.Series, max_age_months: int) -> Window:
-    """The months a request can be joined to: from ``max_age_months`` before its first month."""
-    ends = month_end(contact_dates)
-    first = ends.min() - pd.offsets.MonthEnd(max_age_months)
-    return Window(first, ends.max())
-
-
-def _read(engine: Engine, query: Select) -> list[Row]:
-    """One round trip; a second, on a new connection, only when the pooled one was dead."""
+def fetch_indicators(engine: Engine) -> pd.DataFrame:
+    """One SELECT of the whole table, sorted by date."""
+    query = select(socio_eco).order_by(socio_eco.c.date)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(query).all())
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:  # SQLAlchemy has already emptied the stale pool
-            raise
-        log.info("a pooled connection to the database was dead; reading on a new one")
-    with engine.connect() as conn:
-        return list(conn.execute(query).all())
-
-
-def fetch_indicators(engine: Engine, window: Window) -> pd.DataFrame:
-    """One SELECT of the months in ``window``, sorted by date."""
-    query = (
-        select(socio_eco)
-        .where(socio_eco.c.date.between(window.first.date(), window.last.date()))
-        .order_by(socio_eco.c.date)
-    )
-    try:
-        rows = _read(engine, query)
+            rows = conn.execute(query).all()
     except SQLAlchemyError as exc:
         # The driver's message may carry host names; the class is enough for the caller.
         log.warning("reading socio_eco failed: %s", type(exc).__name__)
-        raise IndicatorsUnavailable("socio-economic indicators are unavailable: the database "
-                                    "cannot be read right now, retry later") from exc
+        raise IndicatorsUnavailable(UNAVAILABLE) from exc
     frame = pd.DataFrame(rows, columns=["date", *INDICATORS])
     frame["date"] = pd.to_datetime(frame["date"])
     return frame.astype(dict.fromkeys(INDICATORS, "float64"))
 
 
-class IndicatorSource:
-    """Reads indicators through a short time-to-live cache shared by a process's threads.
+@dataclass(frozen=True)
+class _Snapshot:
+    table: IndicatorTable
+    read_at: float  # clock time the read that produced it started
 
-    A cached window serves any request inside it until ``ttl_seconds`` have passed; so a row
-    changed in the table reaches the predictions at most ``ttl_seconds`` later.
+
+@dataclass(frozen=True)
+class _Read:
+    started: float
+    result: Future[_Snapshot]
+
+
+class IndicatorSource:
+    """The socio_eco table through a time-to-live cache shared by a process's threads.
+
+    - Fresh (read less than ``ttl_seconds`` ago): served from memory, so a row changed in the
+      table reaches the predictions at most ``ttl_seconds`` later.
+    - Expired: one read at a time runs in a background thread; requests wait for it up to
+      ``wait_seconds`` (None: as long as it takes, for training and batch jobs).
+    - The read failed or is still running: the last good table is served if it was read less
+      than ``max_staleness_seconds`` ago, else IndicatorsUnavailable. After a failure, no new
+      read starts for ``retry_seconds``, so an outage costs the database one attempt per
+      ``retry_seconds``, and the service heals within about as long once it is back.
+    - A read running longer than ``read_deadline_seconds`` (a database that hangs) is given up
+      on, and the next request starts a new one.
     """
 
     def __init__(
         self,
         engine: Engine,
         ttl_seconds: float,
+        max_staleness_seconds: float = 0.0,
+        wait_seconds: float | None = None,
+        read_deadline_seconds: float = 10.0,
+        retry_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
         self._ttl = ttl_seconds
+        self._max_staleness = max_staleness_seconds
+        self._wait = wait_seconds
+        self._read_deadline = read_deadline_seconds
+        self._retry = retry_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._cached: tuple[Window, IndicatorTable, float] | None = None
-        self.round_trips = 0  # database reads so far: what the benchmarks and tests count
+        self._snapshot: _Snapshot | None = None
+        self._read: _Read | None = None
+        self.round_trips = 0  # reads started so far: what the benchmarks and tests count
 
-    def _fresh(self, now: float) -> tuple[Window, IndicatorTable, float] | None:
-        if self._cached is not None and now - self._cached[2] < self._ttl:
-            return self._cached
-        return None
+    @classmethod
+    def for_serving(cls, engine: Engine, settings: Settings) -> IndicatorSource:
+        return cls(
+            engine,
+            ttl_seconds=settings.cache_ttl_seconds,
+            max_staleness_seconds=settings.indicators_max_staleness_seconds,
+            wait_seconds=settings.indicators_wait_seconds,
+            # A connect, a statement and the pool's own wait, each under its own timeout.
+            read_deadline_seconds=2 * settings.connect_timeout_seconds
+            + settings.statement_timeout_ms / 1000 + 1,
+        )
 
-    def table(self, window: Window) -> IndicatorTable:
-        """The indicator rows of ``window`` (possibly more months around it)."""
+    def table(self) -> IndicatorTable:
+        """The whole socio_eco table, as fresh as the settings above allow."""
+        now = self._clock()
+        snapshot = self._snapshot
+        if snapshot is not None and now - snapshot.read_at < self._ttl:
+            return snapshot.table
+        try:
+            return self._current_read(now).result(timeout=self._wait).table
+        except FutureTimeout:
+            failure: str = "still running"
+        except IndicatorsUnavailable:
+            failure = "failed"
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() - snapshot.read_at < self._max_staleness:
+            log.debug("read of socio_eco %s; serving the table read %.0f s ago", failure,
+                      self._clock() - snapshot.read_at)
+            return snapshot.table
+        raise IndicatorsUnavailable(UNAVAILABLE)
+
+    def _current_read(self, now: float) -> Future[_Snapshot]:
+        """The read in flight, the failed one still in its retry pause, or a new one."""
         with self._lock:
-            fresh = self._fresh(self._clock())
-        if fresh is not None and fresh[0].covers(window):
-            return fresh[1]
-        # Widen to the fresh cached window so alternating requests do not evict each other.
-        wanted = window if fresh is None else fresh[0].union(window)
-        started = self._clock()
-        table = IndicatorTable.of(fetch_indicators(self._engine, wanted))
-        with self._lock:
+            read = self._read
+            if read is not None:
+                if not read.result.done():
+                    if now - read.started < self._read_deadline:
+                        return read.result
+                    log.warning("a read of socio_eco hung for %.0f s; starting another",
+                                now - read.started)
+                elif read.result.exception() is not None and now - read.started < self._retry:
+                    return read.result
+            read = _Read(now, Future())
+            self._read = read
             self.round_trips += 1
-            if self._ttl > 0:
-                self._cached = (wanted, table, started)
-        return table
+        threading.Thread(target=self._run, args=(read,), name="socio-eco-read", daemon=True).start()
+        return read.result
 
-    def get(self, window: Window) -> pd.DataFrame:
-        """The indicator rows of ``window``, sorted by date (possibly more months around it)."""
-        return self.table(window).frame
+    def _run(self, read: _Read) -> None:
+        try:
+            snapshot = _Snapshot(IndicatorTable.of(fetch_indicators(self._engine)), read.started)
+        except IndicatorsUnavailable as exc:
+            read.result.set_exception(exc)
+            return
+        except Exception:  # a bug, logged here; the waiting requests see the database as away
+            log.exception("reading socio_eco failed unexpectedly")
+            read.result.set_exception(IndicatorsUnavailable(UNAVAILABLE))
+            return
+        with self._lock:
+            if self._snapshot is None or self._snapshot.read_at < snapshot.read_at:
+                self._snapshot = snapshot
+        read.result.set_result(snapshot)
+
+    def get(self) -> pd.DataFrame:
+        """The whole socio_eco table, sorted by date."""
+        return self.table().frame
 
 
 def as_of_join(rows: pd.DataFrame, indicators: pd.DataFrame, max_age_months: int) -> pd.DataFrame:
@@ -207,5 +249,4 @@ def enrich(rows: pd.DataFrame, source: IndicatorSource, max_age_months: int) -> 
     clean = schema.validate(rows)
     if clean.empty:
         return clean
-    window = needed_window(clean[schema.DATE], max_age_months)
-    return source.table(window).join(clean, max_age_months)
+    return source.table().join(clean, max_age_months)

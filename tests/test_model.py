@@ -1,6 +1,8 @@
 """The committed model/, loaded in process the way `mlflow models serve` loads it."""
 
 import filecmp
+import json
+import logging
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,12 +104,47 @@ def test_bad_rows_are_a_400_naming_the_field(served, customers: pd.DataFrame) ->
     assert caught.value.get_http_status_code() == 400
 
 
-def test_rows_without_indicators_are_a_400_naming_the_dates(served, customers: pd.DataFrame) -> None:
+def test_rows_without_indicators_are_a_400_naming_the_rows(served, customers: pd.DataFrame) -> None:
     model, _ = served
     rows = request_rows(customers, 2).assign(date=["2010-11-02", "2012-01-10"])
-    with pytest.raises(MlflowException, match=r"1 \(2012-01-10\)") as caught:
+    with pytest.raises(MlflowException, match=r"row\(s\) 1; indicators cover") as caught:
         predict(model, rows)
     assert caught.value.get_http_status_code() == 400
+
+
+def test_a_refusal_carries_its_message_alone_for_the_gateway(served, customers: pd.DataFrame) -> None:
+    """MLflow's server prefixes the message with the rows; safe_message stays as it was."""
+    model, _ = served
+    rows = request_rows(customers, 3).assign(job_type=["admin.", "pilot", "admin."])
+    with pytest.raises(MlflowException) as caught:
+        predict(model, rows)
+    caught.value.message = f"Failed to predict data '{rows}'. \nError: {caught.value.message}"
+    answer = json.loads(caught.value.serialize_as_json())
+    assert answer["safe_message"].startswith("job_type: must be one of")
+    assert "pilot" not in answer["safe_message"]
+
+
+class BrokenPipeline:
+    """A pipeline with a bug whose message quotes an input value."""
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        raise ValueError(f"cannot handle {rows['job_type'].iat[0]!r}")
+
+
+def test_a_bug_is_a_500_whose_answer_and_log_hold_no_input(
+    indicators_engine, customers: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    from chaos_pyfunc.model import AppetenceModel
+
+    model = AppetenceModel()
+    model.scorer = Scorer(BrokenPipeline(), IndicatorSource(indicators_engine, 0), Settings())
+    rows = request_rows(customers, 1).assign(job_type="student")
+    with caplog.at_level(logging.ERROR), pytest.raises(MlflowException) as caught:
+        model.predict(None, rows)  # type: ignore[arg-type]
+    assert caught.value.get_http_status_code() == 500
+    assert "student" not in caught.value.serialize_as_json()
+    assert "ValueError" in caplog.text and "predict_proba" in caplog.text
+    assert "student" not in caplog.text
 
 
 def test_zero_rows_give_zero_scores(served) -> None:
@@ -123,7 +160,7 @@ def test_an_unreachable_database_is_a_503(customers: pd.DataFrame) -> None:
     from chaos_pyfunc.model import AppetenceModel
 
     model = AppetenceModel()
-    model.scorer = Scorer(pipeline, IndicatorSource(make_engine(settings), 0), settings)
+    model.scorer = Scorer(pipeline, IndicatorSource(make_engine(settings), 0, wait_seconds=5), settings)
     with pytest.raises(MlflowException, match="unavailable") as caught:
         model.predict(None, request_rows(customers, 1))  # type: ignore[arg-type]
     assert caught.value.get_http_status_code() == 503

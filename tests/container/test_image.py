@@ -135,12 +135,12 @@ def test_the_image_holds_no_secret_config_or_local_state(image: str) -> None:
     assert sorted(listing) == ["chaos_pyfunc", "model", "pyproject.toml"]
 
 
-def test_the_command_is_mlflow_models_serve_as_a_non_root_user(image: str) -> None:
+def test_the_command_is_chaos_serve_as_a_non_root_user(image: str) -> None:
     config = yaml.safe_load(podman("inspect", "--format", "{{json .Config}}", image).stdout)
-    assert config["Cmd"] == ["mlflow", "models", "serve", "-m", "/app/model", "--env-manager", "local",
-                             "-h", "0.0.0.0", "-p", "8080"]  # noqa: S104 (a pod must listen on its IP)
+    # A pod must listen on its own IP: every interface.
+    assert config["Cmd"] == ["chaos", "serve", "--model", "/app/model", "--host",
+                             "0.0.0.0", "--port", "8080"]  # noqa: S104
     assert config["Entrypoint"] == ["tini", "-g", "--"]
-    assert "MLFLOW_MODELS_WORKERS=1" in config["Env"]
     assert config["User"] == f"{UID}:{UID}"
 
 

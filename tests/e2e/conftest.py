@@ -1,5 +1,5 @@
-"""End-to-end fixtures: the real `mlflow models serve` in a subprocess, real PostgreSQL, a real
-TCP proxy that can cut the database away from the server.
+"""End-to-end fixtures: the real server (`chaos serve`, as the image runs it) in a subprocess,
+real PostgreSQL, a real TCP proxy that can cut the database away from the server.
 
 Nothing is mocked. Servers are slow to start (several seconds), so the server on the shared
 PostgreSQL database lives for the whole session; the tests that need special settings start
@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import throwaway_pg_database
+from tcp_proxy import TcpProxy, free_port
 
 from chaos_pyfunc.config import ENV_VARS
 
@@ -34,13 +33,6 @@ VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
@@ -82,6 +74,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def serve_command(port: int) -> list[str]:
+    return [str(VENV_BIN / "chaos"), "serve", "--model", str(MODEL_DIR), "--port", str(port)]
+
+
+def mlflow_serve_command(port: int) -> list[str]:
+    """MLflow's own server, without the gateway: the model must keep working there too."""
     return [
         str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(MODEL_DIR), "--env-manager", "local",
         "-h", "127.0.0.1", "-p", str(port),
@@ -89,13 +86,14 @@ def serve_command(port: int) -> list[str]:
 
 
 @contextmanager
-def running_server(env: Mapping[str, str | None], cwd: Path, log_path: Path) -> Iterator[str]:
-    """Start `mlflow models serve` on a free port; yield its base URL once GET /ping is 200."""
+def running_server(env: Mapping[str, str | None], cwd: Path, log_path: Path,
+                   command: Callable[[int], list[str]] = serve_command) -> Iterator[str]:
+    """Start the server on a free port; yield its base URL once GET /ping is 200."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            serve_command(port), cwd=cwd, env=server_env(env), stdout=log, stderr=subprocess.STDOUT,
+            command(port), cwd=cwd, env=server_env(env), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
@@ -164,12 +162,14 @@ def score(base_url: str, frame: pd.DataFrame, form: str = "dataframe_split") -> 
 
 
 def error_message(response: requests.Response, status: int) -> str:
-    """The message of an error response with ``status``; never a stack trace."""
+    """The message of an error response with ``status``: JSON with an error code and a message,
+    nothing else (no stack trace, no echo of the request)."""
     assert response.status_code == status, f"{response.status_code}: {response.text[:2000]}"
-    assert "Traceback" not in response.text, response.text[:2000]
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert isinstance(body.get("message"), str), body
-    assert "stack_trace" not in body, body
+    assert set(body) == {"error_code", "message"}, body
+    assert isinstance(body["error_code"], str) and isinstance(body["message"], str), body
+    assert "Traceback" not in body["message"], body
     return body["message"]
 
 
@@ -193,106 +193,6 @@ def pg_server(indicators_pg_url: str, tmp_path_factory: pytest.TempPathFactory) 
     workdir = tmp_path_factory.mktemp("pg_server")
     with running_server({"CHAOS_DATABASE_URL": indicators_pg_url}, workdir, workdir / "server.log") as url:
         yield url
-
-
-# ---------------------------------------------------------------- a TCP proxy that can fail
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``, with real sockets, until switched off.
-
-    ``stop()`` closes the listener and every live connection, so the port refuses connections
-    (as a database that went down); ``start()`` listens on the same port again. Started with
-    ``blackhole=True`` it accepts connections and never answers (as a database host that hangs).
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._stopping = threading.Event()
-        self._acceptor: threading.Thread | None = None
-        self._blackhole = False
-
-    @property
-    def running(self) -> bool:
-        return self._listener is not None
-
-    def start(self, blackhole: bool = False) -> None:
-        assert self._listener is None, "the proxy is already listening"
-        self._blackhole = blackhole
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        listener.settimeout(0.1)
-        self._stopping.clear()
-        self._listener = listener
-        self._acceptor = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._acceptor.start()
-
-    def stop(self) -> None:
-        """Close the listener and all connections; returns once the port refuses connections."""
-        listener, self._listener = self._listener, None
-        if listener is None:
-            return
-        self._stopping.set()
-        if self._acceptor is not None:
-            self._acceptor.join(timeout=5)
-        listener.close()
-        with self._lock:
-            live, self._sockets = self._sockets, set()
-        for sock in live:
-            self._close(sock)
-
-    def _accept(self, listener: socket.socket) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self._blackhole:
-                with self._lock:
-                    self._sockets.add(client)
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                self._close(client)
-                continue
-            client.settimeout(None)
-            upstream.settimeout(None)
-            with self._lock:
-                if self._stopping.is_set():
-                    self._close(client)
-                    self._close(upstream)
-                    return
-                self._sockets |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with self._lock:
-                    self._sockets.discard(sock)
-                self._close(sock)
-
-    @staticmethod
-    def _close(sock: socket.socket) -> None:
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with suppress(OSError):
-            sock.close()
 
 
 @pytest.fixture(scope="module")

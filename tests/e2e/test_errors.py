@@ -1,5 +1,5 @@
 """Bad requests to the real scoring server: each is refused with the right status and a
-message that names what is wrong, never a stack trace."""
+message that names what is wrong, never a stack trace, never the values sent."""
 
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ def test_malformed_json(pg_server: str) -> None:
 def test_json_list_body(pg_server: str, rows: pd.DataFrame) -> None:
     response = post_json(pg_server, frame_to_json(rows, "records"))
     message = error_message(response, 400)
-    assert_names(message, r"JSON dictionary")
-    assert_names(message, r"Received a list")
+    assert_names(message, r"^body: expected a JSON object with one field dataframe_split")
 
 
 def test_json_without_a_known_form(pg_server: str, rows: pd.DataFrame) -> None:
@@ -65,12 +64,12 @@ def test_json_without_a_known_form(pg_server: str, rows: pd.DataFrame) -> None:
 @pytest.mark.parametrize("form", ["dataframe_split", "csv"])
 def test_missing_column(pg_server: str, rows: pd.DataFrame, column: str, form: str) -> None:
     message = error_message(invoke(pg_server, rows.drop(columns=column), form), 400)
-    assert_names(message, rf"missing inputs \['{column}'\]")
+    assert message == f"missing column(s): {column}"
 
 
 def test_age_not_a_number(pg_server: str, rows: pd.DataFrame) -> None:
     message = error_message(post_json(pg_server, records_with(rows, age="old")), 400)
-    assert_names(message, r"column age\b")
+    assert message == f"age: expected a number at row(s) {BAD_ROW}"
 
 
 @pytest.mark.parametrize("age", [35.5, None], ids=["fractional", "null"])
@@ -121,7 +120,9 @@ def test_every_problem_is_named_at_once(pg_server: str, rows: pd.DataFrame) -> N
 @pytest.mark.parametrize("date", ["2012-11-15", "2008-01-15", "2011-03-01", "2008-04-30"])
 def test_date_without_indicators(pg_server: str, rows: pd.DataFrame, date: str) -> None:
     message = error_message(post_json(pg_server, records_with(rows, date=date)), 400)
-    assert_names(message, rf"date: no socio-economic indicators .* row\(s\) {BAD_ROW} \({date}\)")
+    assert_names(message, rf"date: no socio-economic indicators .* row\(s\) {BAD_ROW}; indicators "
+                          r"cover 2008-05 to 2010-11$")
+    assert date not in message
 
 
 @pytest.mark.parametrize("date", ["2008-05-01", "2010-11-30", "2011-02-28"])
@@ -142,10 +143,8 @@ def test_malformed_date(pg_server: str, rows: pd.DataFrame, date: str) -> None:
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml"])
 def test_wrong_content_type(pg_server: str, rows: pd.DataFrame, content_type: str) -> None:
     body = rows.to_json(orient="split", index=False).encode()
-    response = post(pg_server, body, content_type)
-    assert response.status_code == 415, response.text
-    assert content_type in response.text
-    assert "Traceback" not in response.text
+    message = error_message(post(pg_server, body, content_type), 415)
+    assert message == "Content-Type must be application/json or text/csv, in UTF-8"
 
 
 def test_server_still_serves_after_errors(pg_server: str, rows: pd.DataFrame) -> None:

@@ -37,10 +37,9 @@ def test_dependencies_come_from_the_lock_before_the_code() -> None:
     assert lock < install < DOCKERFILE.index("COPY chaos_pyfunc") < DOCKERFILE.index("COPY model")
 
 
-def test_the_server_listens_on_every_interface_port_8080_with_one_worker() -> None:
-    assert ('CMD ["mlflow", "models", "serve", "-m", "/app/model", "--env-manager", "local", '
-            '"-h", "0.0.0.0", "-p", "8080"]') in DOCKERFILE
-    assert "MLFLOW_MODELS_WORKERS=1" in DOCKERFILE
+def test_the_server_listens_on_every_interface_port_8080_behind_the_gateway() -> None:
+    assert ('CMD ["chaos", "serve", "--model", "/app/model", "--host", "0.0.0.0", '
+            '"--port", "8080"]') in DOCKERFILE
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.M)
 
 

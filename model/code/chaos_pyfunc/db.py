@@ -76,10 +76,9 @@ class DataError(ValueError):
 def make_engine(settings: Settings, read_only: bool = False) -> Engine:
     """A pooled engine that fails fast when the database is away and heals when it is back.
 
-    ``read_only`` (serving): a read is one round trip. Autocommit, so no BEGIN and ROLLBACK
-    around the statement; no pre-ping either: the reader retries once on a fresh connection
-    when the database dropped the pooled one (socio_eco.fetch_indicators). PostgreSQL refuses
-    any write on these connections.
+    At most ``2 * pool_size`` connections; each is pinged before use (a database restart
+    leaves dead ones in the pool) and replaced after ``pool_recycle_seconds``. ``read_only``
+    (serving): autocommit, so a read is the statement alone, and PostgreSQL refuses any write.
     """
     url = settings.url
     connect_args: dict[str, object] = {}
@@ -95,21 +94,19 @@ def make_engine(settings: Settings, read_only: bool = False) -> Engine:
             # holding the request: unacknowledged data and silent peers are given up on.
             "tcp_user_timeout": settings.statement_timeout_ms + 1000 * settings.connect_timeout_seconds,
             "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
             "keepalives_count": 3,
         }
     elif url.get_backend_name() == "sqlite":
         connect_args = {"timeout": settings.connect_timeout_seconds}
     return create_engine(
         url,
-        # A connection dropped by a database restart is replaced, not used: checked before each
-        # use, or, for the serving reader, retried once when it turns out dead.
-        pool_pre_ping=not read_only,
+        pool_pre_ping=True,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_timeout=settings.connect_timeout_seconds,
-        pool_recycle=1800,
+        pool_recycle=settings.pool_recycle_seconds,
         connect_args=connect_args,
         isolation_level="AUTOCOMMIT" if read_only else None,
     )

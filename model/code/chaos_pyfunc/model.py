@@ -2,7 +2,9 @@
 
 MLflow's scoring server turns any exception that is not an ``MlflowException`` into a 400
 carrying a stack trace, so every failure leaves ``predict`` as an ``MlflowException`` with the
-right code: a bad request is 400, a database that cannot be read is 503.
+right code: a bad request is 400, a database that cannot be read is 503, a bug is 500. The
+server also prefixes the message with the input rows; the exception therefore carries its
+message a second time as ``safe_message``, which the HTTP front (gateway.py) answers with.
 """
 
 from __future__ import annotations
@@ -10,23 +12,34 @@ from __future__ import annotations
 import gc
 import logging
 import pickle
+import traceback
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
+    INVALID_PARAMETER_VALUE,
+    TEMPORARILY_UNAVAILABLE,
+)
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.compiled import CompiledPipeline, compile_pipeline
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.db import make_engine, seed_embedded
-from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, Window, enrich
+from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
 
 log = logging.getLogger(__name__)
 
 PIPELINE_ARTIFACT = "pipeline"
+INTERNAL_ERROR_MESSAGE = "internal error while scoring; it is logged, retry later or report it"
+
+
+def refusal(message: str, error_code: int) -> MlflowException:
+    """An MlflowException whose ``safe_message`` field is ``message`` alone, free of input rows."""
+    return MlflowException(message, error_code=error_code, safe_message=message)
 
 
 class Scorer:
@@ -56,9 +69,7 @@ class Scorer:
         batch = schema.fast_batch(rows)
         if batch is None or len(batch) == 0:
             return None
-        age = self.settings.max_indicator_age_months
-        window = Window.of_months(int(batch.months.min()) - age, int(batch.months.max()))
-        indicators = self.source.table(window).rows_for(batch.months, age)
+        indicators = self.source.table().rows_for(batch.months, self.settings.max_indicator_age_months)
         if indicators is None:
             return None
         return self.compiled.appetence(batch, indicators)
@@ -79,9 +90,12 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
         seed_embedded(settings)
         with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
             pipeline = pickle.load(handle)  # noqa: S301 - our own artifact, written by train.py
-        engine = make_engine(settings, read_only=True)
-        self.scorer = Scorer(pipeline, IndicatorSource(engine, settings.cache_ttl_seconds), settings,
-                             compile_pipeline(pipeline))
+        source = IndicatorSource.for_serving(make_engine(settings, read_only=True), settings)
+        try:  # the first request then finds the cache warm; a database still away is no reason
+            source.table()  # not to start: requests get 503 until it is back
+        except IndicatorsUnavailable:
+            log.warning("socio_eco cannot be read yet; requests get 503 until it can")
+        self.scorer = Scorer(pipeline, source, settings, compile_pipeline(pipeline))
         # Everything loaded so far (MLflow, pandas, scikit-learn, the model: millions of objects)
         # lives as long as the server: keep it out of the garbage collector's full passes, which
         # otherwise stall a request now and then for tens of milliseconds.
@@ -98,6 +112,11 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
         try:
             return self.scorer.score(model_input)
         except schema.InvalidInput as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            raise refusal(str(exc), INVALID_PARAMETER_VALUE) from None
         except IndicatorsUnavailable as exc:
-            raise MlflowException(str(exc), error_code=TEMPORARILY_UNAVAILABLE) from None
+            raise refusal(str(exc), TEMPORARILY_UNAVAILABLE) from None
+        except Exception as exc:
+            # The traceback says where; the exception's own text may quote input values.
+            log.error("scoring failed: %s\n%s", type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)))
+            raise refusal(INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR) from None

@@ -1,0 +1,442 @@
+"""The HTTP front of the scoring server: MLflow's scoring app, wrapped in a thin ASGI layer.
+
+MLflow's app speaks the scoring protocol. What it does not do, this layer does:
+
+- a body over ``max_body_bytes`` is refused with 413 before it is read whole, and a request of
+  more than ``max_rows`` rows with 413 before MLflow parses it; malformed JSON gets a 400
+  naming the field;
+- past ``max_in_flight`` requests being handled, new ones get 503 at once (load shedding), and
+  none waits longer than ``request_timeout_seconds`` (504);
+- every error answer is rewritten to ``{"error_code", "message"}`` with a message of ours:
+  MLflow's own repeat the input rows (customer data) and carry stack traces;
+- one access log line per request, with no body, query string or values in it;
+- ``/openapi.json`` describes the real API (FastAPI's default one knows nothing of the body),
+  and FastAPI's ``/docs`` and ``/redoc`` pages are not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from chaos_pyfunc import schema
+from chaos_pyfunc.config import Settings
+
+log = logging.getLogger("chaos.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# Bodies bigger than this are parsed off the event loop, so /ping keeps answering meanwhile.
+PARSE_IN_THREAD_BYTES = 256 * 1024
+ERROR_CODES = {400: "BAD_REQUEST", 404: "ENDPOINT_NOT_FOUND", 405: "BAD_REQUEST",
+               413: "REQUEST_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR",
+               503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+COLUMNS_HINT = "columns and types: GET /openapi.json"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int
+    max_rows: int
+    max_in_flight: int
+    request_timeout_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_body_bytes, settings.max_rows, settings.max_in_flight,
+                   settings.request_timeout_seconds)
+
+
+class Refusal(Exception):
+    """An answer decided before MLflow sees the request."""
+
+    def __init__(self, status: int, message: str, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_code = error_code or ERROR_CODES.get(status, "BAD_REQUEST")
+
+
+def error_body(error_code: str, message: str) -> bytes:
+    return json.dumps({"error_code": error_code, "message": message}).encode()
+
+
+# ------------------------------------------------------------------ reading a request body
+
+
+def _columns_problem(columns: object, where: str) -> str | None:
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        return f"{where}: expected a list of column names"
+    missing = [c for c in schema.INPUT_COLUMNS if c not in columns]
+    if missing:
+        return f"missing column(s): {', '.join(missing)}"
+    duplicated = [c for c in schema.INPUT_COLUMNS if columns.count(c) > 1]
+    if duplicated:
+        return f"duplicate column(s): {', '.join(duplicated)}"
+    return None
+
+
+def _split_rows(split: object) -> int:
+    if not isinstance(split, dict):
+        raise Refusal(400, "dataframe_split: expected an object with columns and data")
+    columns, data = split.get("columns"), split.get("data")
+    if not isinstance(data, list):
+        raise Refusal(400, "dataframe_split.data: expected a list of rows")
+    if problem := _columns_problem(columns, "dataframe_split.columns"):
+        raise Refusal(400, problem)
+    width = len(columns)
+    bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != width]
+    if bad:
+        raise Refusal(400, f"dataframe_split.data: expected a list of {width} values (one per "
+                           f"column) at row(s) {schema.list_rows(_mask(bad, len(data)))}")
+    return len(data)
+
+
+def _records_rows(records: object) -> int:
+    if not isinstance(records, list):
+        raise Refusal(400, "dataframe_records: expected a list of rows, each an object")
+    wanted = frozenset(schema.INPUT_COLUMNS)
+    bad = [i for i, r in enumerate(records) if not isinstance(r, dict) or not wanted <= r.keys()]
+    if bad:
+        first = records[bad[0]]
+        missing = ([c for c in schema.INPUT_COLUMNS if c not in first]
+                   if isinstance(first, dict) else list(schema.INPUT_COLUMNS))
+        raise Refusal(400, f"dataframe_records: missing column(s) {', '.join(missing)} at "
+                           f"row(s) {schema.list_rows(_mask(bad, len(records)))}")
+    return len(records)
+
+
+def _mask(positions: list[int], length: int) -> list[bool]:
+    chosen = set(positions)
+    return [i in chosen for i in range(length)]
+
+
+def _other_rows(value: object) -> int:
+    """``instances`` and ``inputs``: a list of rows, or an object of columns."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        return max((len(v) for v in value.values() if isinstance(v, list)), default=1)
+    return 1
+
+
+def parse_json_body(body: bytes) -> tuple[Any, int]:
+    """The parsed body and its row count; Refusal (400) naming the field when it is malformed."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise Refusal(400, "body: not valid JSON (UTF-8)") from None
+    if not isinstance(document, dict):
+        raise Refusal(400, "body: expected a JSON object with one field dataframe_split or "
+                           "dataframe_records")
+    given = [k for k in INPUT_KEYS if k in document]
+    if len(given) != 1 or len(document) > 1 + ("params" in document):
+        raise Refusal(400, "body: expected exactly one of the input fields "
+                           f"{', '.join(INPUT_KEYS)} (and nothing else but params); "
+                           f"found {len(given)} input field(s) and "
+                           f"{len(document) - len(given) - ('params' in document)} other(s)")
+    key = given[0]
+    if key == "dataframe_split":
+        return document, _split_rows(document[key])
+    if key == "dataframe_records":
+        return document, _records_rows(document[key])
+    return document, _other_rows(document[key])
+
+
+def csv_rows(body: bytes) -> int:
+    """An upper bound of a CSV body's rows (a quoted field may hold a line break), once its
+    header is known to name every input column."""
+    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header_row = next(csv.reader([first_line.decode("utf-8")]), [])
+    except (UnicodeDecodeError, csv.Error):
+        raise Refusal(400, "body: not a UTF-8 CSV with a header line") from None
+    if problem := _columns_problem(header_row, "CSV header"):
+        raise Refusal(400, problem)
+    lines = body.count(b"\n") + (not body.endswith(b"\n"))
+    return max(lines - 1, 0)
+
+
+def diagnose(document: Any) -> str | None:
+    """For a body MLflow refused on its own: which fields hold values of the wrong JSON type.
+
+    Only field names and row numbers, never the values.
+    """
+    records: list[Any] | None = None
+    if isinstance(document, dict):
+        if isinstance(split := document.get("dataframe_split"), dict):
+            columns = split.get("columns") or []
+            records = [dict(zip(columns, row, strict=False)) for row in split.get("data") or []
+                       if isinstance(row, list)]
+        elif isinstance(document.get("dataframe_records"), list):
+            records = document["dataframe_records"]
+    if not records:
+        return None
+    problems = []
+    for column in schema.INPUT_COLUMNS:
+        numeric = column in schema.INTEGERS
+        bad = [not isinstance(r, dict) or not _fits(r.get(column), numeric) for r in records]
+        if any(bad):
+            kind = "a number" if numeric else "a string"
+            problems.append(f"{column}: expected {kind} at row(s) {schema.list_rows(bad)}")
+    return "; ".join(problems) or None
+
+
+def _fits(value: object, numeric: bool) -> bool:
+    if value is None:
+        return True  # a null is refused later with the field's own rule
+    if numeric:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+# ------------------------------------------------------------------ rewriting MLflow's errors
+
+
+def safe_error(status: int, body: bytes, request_body: Callable[[], Any]) -> tuple[int, bytes]:
+    """MLflow's error answer as one of ours: its status, never its message.
+
+    ``safe_message`` is the model's own message (model.refusal); other 4xx are explained from
+    the request (``request_body`` parses it again: errors are rare, so no copy is kept).
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("safe_message"), str):
+        code = answer.get("error_code")
+        return status, error_body(code if isinstance(code, str) else ERROR_CODES.get(status, "BAD_REQUEST"),
+                                  answer["safe_message"])
+    if status == 415:
+        return 415, error_body("BAD_REQUEST", "Content-Type must be application/json or "
+                                              "text/csv, in UTF-8")
+    if status == 404:
+        return 404, error_body("ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, "
+                                                     "GET /ping, /health, /version, /openapi.json")
+    if status == 405:
+        return 405, error_body("BAD_REQUEST", "method not allowed: /invocations takes POST")
+    if status == 504:
+        return 504, error_body("DEADLINE_EXCEEDED", "the request took too long; retry later")
+    if status >= 500:
+        return 500, error_body("INTERNAL_ERROR", "internal error while scoring; it is logged, "
+                                                 "retry later or report it")
+    try:
+        message = diagnose(request_body())
+    except Exception:  # a body we cannot even read again: the generic message will do
+        message = None
+    return status, error_body(ERROR_CODES.get(status, "BAD_REQUEST"), message or (
+        f"the rows do not match the model's input ({COLUMNS_HINT})"))
+
+
+# ------------------------------------------------------------------ the ASGI application
+
+
+class Gateway:
+    """MLflow's scoring app behind limits, load shedding, timeouts and safe error answers."""
+
+    def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any]) -> None:
+        self.app = app
+        self.limits = limits
+        self.in_flight = 0
+        self._openapi = json.dumps(openapi).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        status, rows = 0, None
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if path == "/invocations" and method == "POST":
+                rows = await self._invocations(scope, receive, sent)
+            elif path == "/openapi.json" and method == "GET":
+                await respond(sent, 200, self._openapi)
+            elif path in HIDDEN_PATHS:
+                await respond(sent, 404, canned(404))
+            else:
+                await self._answer(sent, scope, b"", await self._run(scope, receive))
+        finally:
+            log.info("%s %s %s%s %.1f ms", method, path, status or "-",
+                     "" if rows is None else f" rows={rows}", (time.perf_counter() - started) * 1e3)
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        limits = self.limits
+        if self.in_flight >= limits.max_in_flight:
+            await respond(send, 503, error_body("TEMPORARILY_UNAVAILABLE",
+                                                "the server is busy; retry in a second"),
+                          retry_after=True)
+            return None
+        self.in_flight += 1
+        inner: asyncio.Future[Captured] | None = None
+        try:
+            body = await read_body(scope, receive, limits.max_body_bytes)
+            content_type = header(scope, b"content-type").split(";")[0].strip().lower()
+            rows = await count_rows(body, content_type)
+            if rows is not None and rows > limits.max_rows:
+                raise Refusal(413, f"{rows} rows: at most {limits.max_rows} per request")
+            if rows == 0 and content_type == "application/json":
+                await respond(send, 200, b'{"predictions": []}')
+                return 0
+            inner = asyncio.ensure_future(self._run(scope, replaying(body, receive)))
+            # MLflow predicts in a worker thread, which a timeout cannot stop: the wait is
+            # abandoned, not the work, and the slot is freed only when the work is done.
+            captured = await asyncio.wait_for(asyncio.shield(inner), limits.request_timeout_seconds)
+            await self._answer(send, scope, body, captured)
+            return rows
+        except Refusal as refusal:
+            await respond(send, refusal.status, error_body(refusal.error_code, refusal.message),
+                          close=refusal.status == 413)
+            return None
+        except TimeoutError:
+            await respond(send, 504, canned(504), retry_after=True)
+            return None
+        finally:
+            if inner is not None and not inner.done():
+                inner.add_done_callback(self._release_late)
+            else:
+                self.in_flight -= 1
+
+    def _release_late(self, inner: asyncio.Future[Captured]) -> None:
+        self.in_flight -= 1
+        if not inner.cancelled() and inner.exception() is not None:
+            log.error("an abandoned request failed: %s", type(inner.exception()).__name__)
+
+    async def _run(self, scope: Scope, receive: Receive) -> Captured:
+        """MLflow's app on this request, its answer kept in memory (answers are small)."""
+        captured = Captured()
+        await self.app(scope, receive, captured)
+        return captured
+
+    async def _answer(self, send: Send, scope: Scope, body: bytes, captured: Captured) -> None:
+        """Pass a success through; rewrite an error to a safe answer."""
+        status, content = captured.status, b"".join(captured.chunks)
+        if status >= 400:
+            if status >= 500:
+                log.warning("%s %s: MLflow answered %d (%s)", scope["method"], scope["path"],
+                            status, _error_code(content))
+            status, content = safe_error(status, content, lambda: _reparse(body, scope))
+            await respond(send, status, content, retry_after=status in (503, 504))
+            return
+        headers = [(k, v) for k, v in captured.headers if k.lower() != b"content-length"]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+
+class Captured:
+    """An ASGI ``send`` that keeps the response instead of sending it."""
+
+    def __init__(self) -> None:
+        self.status = 500  # if the app sends nothing at all
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then whatever the client sends next."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def canned(status: int) -> bytes:
+    """The answer of a status that needs no explanation from the request."""
+    return safe_error(status, b"", lambda: None)[1]
+
+
+def _error_code(content: bytes) -> str:
+    """The error code of an MLflow error answer, for the log: never its message."""
+    try:
+        code = json.loads(content).get("error_code")
+    except (ValueError, AttributeError):
+        return "no code"
+    return code if isinstance(code, str) else "no code"
+
+
+def _reparse(body: bytes, scope: Scope) -> Any:
+    if header(scope, b"content-type").split(";")[0].strip().lower() != "application/json":
+        return None
+    return json.loads(body)
+
+
+def header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it is known to exceed ``limit``."""
+    declared = header(scope, b"content-length")
+    too_big = Refusal(413, f"body larger than {limit} bytes; send fewer rows per request")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refusal(400, "the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def count_rows(body: bytes, content_type: str) -> int | None:
+    """The request's row count; None when MLflow is left to refuse the content type."""
+    if content_type == "application/json":
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            return (await asyncio.to_thread(parse_json_body, body))[1]
+        return parse_json_body(body)[1]
+    if content_type == "text/csv":
+        return csv_rows(body)
+    return None
+
+
+async def respond(send: Send, status: int, content: bytes, retry_after: bool = False,
+                  close: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    if close:  # the rest of a refused body is not read: the connection cannot be reused
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})

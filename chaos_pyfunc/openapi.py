@@ -1,0 +1,103 @@
+"""The API's OpenAPI 3.1 description, served at ``/openapi.json``, built from the input contract
+(schema.py) and the limits, so it cannot drift from what the server accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos_pyfunc import schema
+from chaos_pyfunc.config import Settings
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _column(name: str) -> dict[str, Any]:
+    if name == schema.DATE:
+        return {"type": "string", "pattern": DATE_PATTERN,
+                "description": "day of the contact, YYYY-MM-DD; its month (or one of the "
+                               "months before it, up to max_indicator_age_months) must be in "
+                               "socio_eco"}
+    if name in schema.INTEGERS:
+        rule = schema.INTEGERS[name]
+        return {"type": "integer", "minimum": rule.low, "maximum": rule.high,
+                "description": rule.meaning}
+    return {"type": "string", "enum": list(schema.CATEGORIES[name])}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def spec(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of the scoring API."""
+    columns = list(schema.INPUT_COLUMNS)
+    row = {"type": "object", "required": columns,
+           "properties": {c: _column(c) for c in columns}}
+    cell = {"type": ["string", "number", "null"]}
+    split = {
+        "type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+        "properties": {"dataframe_split": {
+            "type": "object", "required": ["columns", "data"],
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"},
+                            "description": "at least: " + ", ".join(columns)},
+                "data": {"type": "array", "maxItems": settings.max_rows,
+                         "items": {"type": "array", "items": cell}},
+            },
+        }},
+    }
+    records = {
+        "type": "object", "required": ["dataframe_records"], "additionalProperties": False,
+        "properties": {"dataframe_records": {"type": "array", "maxItems": settings.max_rows,
+                                             "items": {"$ref": "#/components/schemas/Customer"}}},
+    }
+    text = {"content": {"application/json": {"schema": {"type": "string"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "chaos appetence scoring", "version": "1",
+                 "description": "One appetence (probability that the customer subscribes a term "
+                                "deposit if called) per customer row, in order."},
+        "paths": {
+            "/invocations": {"post": {
+                "summary": "Score customers",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"oneOf": [split, records]}},
+                    "text/csv": {"schema": {"type": "string"}},
+                }},
+                "responses": {
+                    "200": {"description": "one appetence per row, in order", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}}},
+                    "400": _error("a field is missing, malformed or out of range; the message "
+                                  "names it and the rows"),
+                    "413": _error(f"body over {settings.max_body_bytes} bytes or more than "
+                                  f"{settings.max_rows} rows"),
+                    "415": _error("Content-Type is not application/json or text/csv"),
+                    "500": _error("a bug: logged on the server"),
+                    "503": _error("socio-economic indicators unavailable, or the server busy: "
+                                  "retry after the Retry-After header's seconds"),
+                    "504": _error(f"not answered within {settings.request_timeout_seconds:g} s"),
+                },
+            }},
+            "/ping": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
+            "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
+            "/version": {"get": {"summary": "MLflow version", "responses": {"200": text}}},
+        },
+        "components": {"schemas": {
+            "Customer": row,
+            "Predictions": {
+                "type": "object", "required": ["predictions"], "additionalProperties": False,
+                "properties": {"predictions": {"type": "array", "items": {
+                    "type": "object", "required": [schema.OUTPUT_COLUMN],
+                    "additionalProperties": False,
+                    "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0,
+                                                          "maximum": 1}},
+                }}},
+            },
+            "Error": {
+                "type": "object", "required": ["error_code", "message"],
+                "additionalProperties": False,
+                "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+            },
+        }},
+    }
