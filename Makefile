@@ -5,11 +5,11 @@ BIN    := $(abspath $(VENV))/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 DATA   ?= ../shared/data
-# `mlflow models serve` starts uvicorn by name: the venv's bin must come first on PATH.
+# `mlflow models serve` (the benchmark's anchor) starts uvicorn by name: the venv's bin first.
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools serve test lint train db-postgres image base-image bench bench-batch clean
+.PHONY: help venv tools secrets-scan serve test lint train db-postgres image base-image bench bench-batch clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,11 +33,23 @@ $(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $@
 
-tools: $(TOOLS)/.installed ## install the infrastructure checkers: checkov, kubernetes-validate, hadolint, yamllint, gitlab-ci-local
+# PyPI's detect-secrets has a venv of its own: checkov's fork, bc-detect-secrets, installs the same
+# module (detect_secrets), and in one venv the last one installed would overwrite the other.
+SECRETS_VENV := $(TOOLS)/secrets-venv
+$(SECRETS_VENV)/.installed: tools/requirements-secrets.lock
+	$(PYTHON) -m venv $(SECRETS_VENV)
+	$(SECRETS_VENV)/bin/pip install --quiet --upgrade pip
+	$(SECRETS_VENV)/bin/pip install --quiet --no-deps -r tools/requirements-secrets.lock
+	touch $@
+
+tools: $(TOOLS)/.installed $(SECRETS_VENV)/.installed ## install the infrastructure checkers: checkov, kubernetes-validate, hadolint, yamllint, gitlab-ci-local, detect-secrets
+
+secrets-scan: $(SECRETS_VENV)/.installed ## detect-secrets (every plugin, no baseline) over every file git tracks or would add; fails on any finding
+	git ls-files -z --cached --others --exclude-standard | xargs -0 $(SECRETS_VENV)/bin/detect-secrets-hook
 
 serve: venv ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite default, or CHAOS_DATABASE_URL)
 	$(BIN)/chaos db init
-	$(BIN)/mlflow models serve -m model --env-manager local -h $(HOST) -p $(PORT)
+	$(BIN)/chaos serve --model model --host $(HOST) --port $(PORT)
 
 test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .

@@ -255,6 +255,7 @@ def test_an_invalid_setting_stops_the_server_naming_it(tmp_path: Path) -> None:
     """A negative TTL: the server exits at load, naming the setting, never echoing the password."""
     env = server_env({
         "CHAOS_CACHE_TTL_SECONDS": "-1",
+        # pragma: allowlist nextline secret (a made-up password for a database that is not there)
         "CHAOS_DATABASE_URL": "postgresql+psycopg2://chaos:s3cret-pw@127.0.0.1:5432/nowhere",
     })
     done = subprocess.run(serve_command(free_port()), cwd=tmp_path, env=env, capture_output=True,

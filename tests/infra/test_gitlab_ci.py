@@ -43,10 +43,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("branch", "expected"),
     [
-        ("develop", {"build", "unit-tests"}),
-        ("staging", {"build", "unit-tests", "deploy-staging"}),
-        ("master", {"build", "deploy-production"}),
-        ("feature/faster-join", {"build", "unit-tests"}),
+        ("develop", {"build", "unit-tests", "secrets-scan"}),
+        ("staging", {"build", "unit-tests", "secrets-scan", "deploy-staging"}),
+        ("master", {"build", "secrets-scan", "deploy-production"}),
+        ("feature/faster-join", {"build", "unit-tests", "secrets-scan"}),
     ],
 )
 def test_each_branch_runs_exactly_its_jobs(workdir: Path, branch: str, expected: set[str]) -> None:
@@ -75,6 +75,22 @@ def test_unit_tests_run_inside_the_image_built_for_the_commit() -> None:
     assert job["image"] == "$IMAGE:$CI_COMMIT_SHORT_SHA"
     assert job["stage"] == "test"
     assert "-m \"not e2e and not infra and not container and not data\"" in " ".join(job["script"])
+
+
+def test_secrets_scan_installs_the_pinned_detect_secrets_and_scans_every_tracked_file() -> None:
+    job = PIPELINE["secrets-scan"]
+    assert job["stage"] == "test"
+    assert job["needs"] == []  # independent of the build: it starts at once
+    assert "rules" not in job and "only" not in job and "except" not in job  # every branch
+    script = job["script"]
+    # The same lock as `make tools`, nothing unpinned pulled in.
+    assert any("pip install" in line and "--no-deps" in line and "-r tools/requirements-secrets.lock" in line
+               for line in script), script
+    assert (REPO / "tools" / "requirements-secrets.lock").exists()
+    # detect-secrets-hook fails on any finding; no baseline, no plugin or file left out.
+    assert script[-1] == "git ls-files -z | xargs -0 detect-secrets-hook"
+    assert not any(word in " ".join(script) for word in ("--baseline", "--disable-plugin", "--exclude"))
+    assert "-slim" not in job["image"], "the scan lists the files with git, which -slim images lack"
 
 
 @pytest.mark.parametrize(("job", "env", "environment"), [

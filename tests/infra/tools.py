@@ -1,8 +1,9 @@
 """Where the offline infrastructure checkers live, and one way to run them.
 
 `make tools` installs them: the Python ones (checkov, kubernetes-validate, hadolint, yamllint)
-into .tools/venv, gitlab-ci-local and Node 22 into tools/node_modules. A missing tool fails the
-test and names the command that installs it; nothing here is ever skipped.
+into .tools/venv, PyPI's detect-secrets into .tools/secrets-venv (checkov's fork of it installs
+a module of the same name), gitlab-ci-local and Node 22 into tools/node_modules. A missing tool
+fails the test and names the command that installs it; nothing here is ever skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_TOOLS = REPO / ".tools" / "venv" / "bin"
+# Never looked up by tool(): .tools/venv has a `detect-secrets` too, checkov's fork.
+SECRETS_TOOLS = REPO / ".tools" / "secrets-venv" / "bin"
 NODE_TOOLS = REPO / "tools" / "node_modules" / ".bin"
 KUBECTL = Path("/usr/bin/kubectl")
 
@@ -38,6 +41,15 @@ def run_tool(name: str, args: Sequence[str | Path], cwd: Path = REPO, timeout: f
     full_env.update(env or {})
     return subprocess.run([str(tool(name)), *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def detect_secrets(args: Sequence[str | Path], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """PyPI's detect-secrets, from its own venv; fails the test when it is missing."""
+    path = SECRETS_TOOLS / "detect-secrets"
+    if not path.exists():
+        pytest.fail("detect-secrets is not installed: run `make tools`", pytrace=False)
+    return subprocess.run([str(path), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def checkov(args: Sequence[str | Path], env: dict[str, str] | None = None) -> list[dict]:
