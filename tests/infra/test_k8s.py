@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -27,6 +28,8 @@ K8S = REPO / "k8s"
 ENVS = ("develop", "staging", "master")
 IMAGE = "registry.gitlab.com/bank-data/chaos/chaos"
 PROXY_IMAGE = re.compile(r"^gcr\.io/cloud-sql-connectors/cloud-sql-proxy:2\.\d+\.\d+$")
+# private.googleapis.com (Private Google Access): the only way out to Google APIs.
+GOOGLE_APIS = "199.36.153.8/30"
 # The only checkov checks skipped in the manifests (annotation checkov.io/skip1), each with its reason there.
 ALLOWED_SKIPS = {"CKV_K8S_43"}
 
@@ -250,6 +253,70 @@ def test_service_and_network_policy(env: str) -> None:
     policy = only(docs, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == pod_labels
     assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+
+
+def selector_labels(selector: Manifest) -> dict[str, str]:
+    """The labels a label selector requires, whether written as matchLabels or as single-value
+    `In` expressions; any other form fails."""
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+    labels = dict(selector.get("matchLabels", {}))
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In" and len(expression["values"]) == 1, expression
+        assert expression["key"] not in labels, expression
+        labels[expression["key"]] = expression["values"][0]
+    return labels
+
+
+def ports(rule: Manifest) -> list[tuple[int, str]]:
+    return sorted((p["port"], p["protocol"]) for p in rule["ports"])
+
+
+def instance_cidr(kustomization: Path) -> str:
+    """The Cloud SQL instance's address that an overlay (or the base) gives the NetworkPolicy."""
+    if kustomization.name == "base":
+        policy = yaml.safe_load((kustomization / "networkpolicy.yaml").read_text())
+        return next(rule["to"][0]["ipBlock"]["cidr"] for rule in policy["spec"]["egress"]
+                    if ports(rule) == [(3307, "TCP")])
+    patches = yaml.safe_load((kustomization / "kustomization.yaml").read_text())["patches"]
+    operations = next(yaml.safe_load(p["patch"]) for p in patches if p["target"]["kind"] == "NetworkPolicy")
+    return next(op["value"] for op in operations if op["op"] == "replace" and op["path"].endswith("/cidr"))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis(env: str) -> None:
+    policy = only(manifests(env), "NetworkPolicy")["spec"]
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    egress = policy["egress"]
+    # A rule without peers or without ports allows every address or every port.
+    for rule in egress:
+        assert rule.get("to") and rule.get("ports"), rule
+        for peer in rule["to"]:
+            assert peer, rule
+            if "ipBlock" in peer:
+                assert peer["ipBlock"].keys() == {"cidr"}, peer
+                assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 30, peer  # never 0.0.0.0/0
+    assert len(egress) == 3, egress
+    dns, sql, google = egress
+    # DNS: kube-dns in kube-system, UDP and TCP 53, and nothing the app's labels added to its selector.
+    assert len(dns["to"]) == 1 and dns["to"][0].keys() == {"namespaceSelector", "podSelector"}, dns
+    peer = dns["to"][0]
+    assert selector_labels(peer["namespaceSelector"]) == {"kubernetes.io/metadata.name": "kube-system"}
+    assert selector_labels(peer["podSelector"]) == {"k8s-app": "kube-dns"}
+    assert ports(dns) == [(53, "TCP"), (53, "UDP")]
+    # This environment's Cloud SQL instance, one address, on the port the proxy dials.
+    cidr = instance_cidr(K8S / "overlays" / env)
+    assert sql == {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": 3307, "protocol": "TCP"}]}
+    # The Cloud SQL Admin API and the OAuth token endpoint, through private.googleapis.com only.
+    assert google == {"to": [{"ipBlock": {"cidr": GOOGLE_APIS}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+    # The ingress rule is unchanged: the scoring port only.
+    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+
+
+def test_each_overlay_has_its_own_instance_address() -> None:
+    cidrs = [instance_cidr(K8S / "overlays" / env) for env in ENVS]
+    assert all(ipaddress.ip_network(cidr).prefixlen == 32 for cidr in cidrs), cidrs
+    assert len(set(cidrs)) == len(ENVS), cidrs
+    assert instance_cidr(K8S / "base") not in cidrs  # every overlay replaces the base's placeholder
 
 
 @pytest.mark.parametrize("env", ENVS)
