@@ -167,6 +167,7 @@ class IndicatorSource:
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._read: _Read | None = None
+        self._failures = 0  # failed reads since the last good one
         self.round_trips = 0  # reads started so far: what the benchmarks and tests count
 
     @classmethod
@@ -222,6 +223,8 @@ class IndicatorSource:
         try:
             snapshot = _Snapshot(IndicatorTable.of(fetch_indicators(self._engine)), read.started)
         except IndicatorsUnavailable as exc:
+            with self._lock:
+                self._failures += 1
             read.result.set_exception(exc)
             return
         except Exception:  # a bug, logged here; the waiting requests see the database as away
@@ -231,6 +234,9 @@ class IndicatorSource:
         with self._lock:
             if self._snapshot is None or self._snapshot.read_at < snapshot.read_at:
                 self._snapshot = snapshot
+            failures, self._failures = self._failures, 0
+        if failures:
+            log.info("socio_eco read again after %d failed read(s)", failures)
         read.result.set_result(snapshot)
 
     def get(self) -> pd.DataFrame:

@@ -1,0 +1,56 @@
+"""PostgreSQL stopped for 10 s under steady load, then started again (bench/outage.py): no
+request is left without an answer, the stale-serving server answers 200 throughout, the strict
+one answers quick 503s, and both heal by themselves within 5 s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.outage import run
+
+pytestmark = pytest.mark.e2e
+
+DOWN_SECONDS = 10.0
+RECOVERY_BOUND_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = run(down=DOWN_SECONDS, before=3.0, after=8.0, rate=20.0,
+                 workdir=tmp_path_factory.mktemp("outage"))
+    print(json.dumps(result, indent=2))  # the figures, with -s or in the report of a failure
+    return result
+
+
+@pytest.mark.parametrize("mode", ["stale", "strict"])
+def test_every_request_is_answered_within_the_timeout(outage: dict[str, Any], mode: str) -> None:
+    report = outage[mode]
+    assert report["sent"] >= 0.9 * 20 * (3 + DOWN_SECONDS + 8)
+    assert report["timeouts"] == report["connection_errors"] == report["other_errors"] == 0, report
+    assert report["4xx"] == 0, report
+
+
+def test_the_last_good_indicators_are_served_while_the_database_is_down(outage: dict[str, Any]) -> None:
+    report = outage["stale"]
+    assert report["2xx"] == report["sent"], report
+    assert report["while_down"]["sent"] >= 0.9 * 20 * DOWN_SECONDS
+
+
+def test_without_staleness_the_outage_is_a_quick_503_then_heals(outage: dict[str, Any]) -> None:
+    report = outage["strict"]
+    assert set(report["statuses"]) <= {200, 503}, report
+    down = report["while_down"]
+    assert down["5xx"] >= 0.8 * down["sent"], down  # the cache expires every second
+    assert down["max_ms"] < 2000, "a 503 must not wait for the database"  # wait bound: 1 s
+    assert report["recovery_s"] is not None and report["recovery_s"] <= RECOVERY_BOUND_SECONDS, report
+
+
+@pytest.mark.parametrize("mode", ["stale", "strict"])
+def test_both_read_the_database_again_once_it_is_back(outage: dict[str, Any], mode: str) -> None:
+    log = Path(outage["logs"][mode]).read_text()
+    assert "reading socio_eco failed: OperationalError" in log
+    assert "socio_eco read again after" in log
