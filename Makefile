@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test lint train db-postgres image base-image bench bench-batch clean
+.PHONY: help venv tools secrets-scan serve test lint train db-postgres image base-image bench bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,13 @@ db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 	$(BIN)/chaos db init
 	$(BIN)/chaos db load socio_eco $(DATA)/socio_eco.csv
 	$(BIN)/chaos db load customers $(DATA)/customers.csv
+
+soak: venv ## 10 min of steady load on the real server (PostgreSQL), then a 60 s database outage under load; figures in bench/
+	$(BIN)/python -m bench.soak --seconds 600 --rate 50 --out bench/soak.json
+	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
+
+outage: venv ## stop a private PostgreSQL for 60 s under steady load on two servers (stale and strict); figures in bench/outage.json
+	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
 
 bench: venv ## serve our model and a plain mlflow.sklearn anchor side by side, load both with wrk (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk

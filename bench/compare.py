@@ -1,6 +1,7 @@
-"""`make bench`: our model against a plain scikit-learn anchor, both under `mlflow models serve`.
+"""`make bench`: our model against a plain scikit-learn anchor under `mlflow models serve`.
 
-A: our pyfunc (model/), indicators read from PostgreSQL. B, the anchor: the very same trained
+A: our pyfunc (model/) as the image serves it (`chaos serve`: MLflow's scoring app behind the
+gateway), indicators read from PostgreSQL. B, the anchor: the very same trained
 pipeline saved with the plain mlflow.sklearn flavour (predict_proba, no enrichment: the client
 sends the indicators). Same worker count, same load generator (wrk), alternating A/B for a fixed
 time per scenario and round. Prints a table and writes bench/results.json.
@@ -141,7 +142,8 @@ class Server:
     cold_start_s: float
 
     def rss_mb(self) -> dict[str, float]:
-        """Resident memory of the mlflow launcher and of each uvicorn worker under it."""
+        """Resident memory of the process started and of each uvicorn worker under it (none
+        under `chaos serve`, which is the one process)."""
         def rss(pid: int) -> float:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -167,15 +169,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(name: str, model: Path, env: dict[str, str], log_dir: Path) -> Iterator[Server]:
+def serve(name: str, model: Path, env: dict[str, str], log_dir: Path,
+          gateway: bool = True) -> Iterator[Server]:
     port = free_port()
     venv_bin = str(Path(sys.executable).parent)
     full_env = {**os.environ, **env, "MLFLOW_MODELS_WORKERS": WORKERS,
                 "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
     log = (log_dir / f"{name}.log").open("wb")
     started = time.perf_counter()
-    process = subprocess.Popen([f"{venv_bin}/mlflow", "models", "serve", "-m", str(model), "--env-manager",
-                                "local", "-h", "127.0.0.1", "-p", str(port)],
+    command = ([f"{venv_bin}/chaos", "serve", "--model", str(model), "--port", str(port)] if gateway
+               else [f"{venv_bin}/mlflow", "models", "serve", "-m", str(model), "--env-manager",
+                     "local", "-h", "127.0.0.1", "-p", str(port)])
+    process = subprocess.Popen(command,
                                env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -265,7 +270,7 @@ def run(seconds: float, rounds: int) -> dict:
                     "seconds_per_run": seconds, "rounds": rounds, "workers": int(WORKERS), "scenarios": {}}
     ours_env = {"CHAOS_DATABASE_URL": url}
     with (serve("ours", REPO / "model", ours_env, work) as ours,
-          serve("anchor", anchor, {}, work) as anchor_server):
+          serve("anchor", anchor, {}, work, gateway=False) as anchor_server):
         report["cold_start_s"] = {"ours": ours.cold_start_s, "anchor": anchor_server.cold_start_s}
         for server, size in ((ours, 1), (anchor_server, 1)):  # both answer, and agree
             answer = requests.post(f"{server.url}/invocations", data=bodies[server.name, size].read_bytes(),

@@ -154,3 +154,50 @@ def rss_bytes(pid: int) -> int:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    started: float  # monotonic
+    ended: float
+    status: int | None
+    error: str | None
+
+
+class BusyClients:
+    """``clients`` threads that each POST ``body`` again as soon as the previous answer is in:
+    as many requests in flight as clients, at every moment (for the shutdown tests)."""
+
+    def __init__(self, url: str, body: bytes, clients: int, timeout: float = 60) -> None:
+        self.url, self.body, self.timeout = url, body, timeout
+        self.attempts: list[Attempt] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def start(self) -> BusyClients:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> list[Attempt]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
+        return sorted(self.attempts, key=lambda a: a.started)
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            started, status, error = time.monotonic(), None, None
+            try:
+                status = session.post(self.url, data=self.body, timeout=self.timeout,
+                                      headers={"Content-Type": "application/json"}).status_code
+            except requests.Timeout:
+                error = TIMEOUT
+            except requests.ConnectionError:
+                error = CONNECTION
+                session = requests.Session()
+                time.sleep(0.05)  # the server is gone: do not spin
+            with self._lock:
+                self.attempts.append(Attempt(started, time.monotonic(), status, error))

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psycopg2
 
+import chaos_pyfunc.db
 from bench.load import Report, SteadyLoad, format_summary
 from bench.pg_cluster import PgCluster
 from bench.server import REPO, chaos_server, free_port
-import chaos_pyfunc.db
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
 
@@ -65,7 +65,8 @@ def run(down: float, before: float, after: float, rate: float, workdir: Path) ->
                 servers[mode] = stack.enter_context(chaos_server(
                     {"CHAOS_DATABASE_URL": url, "CHAOS_CACHE_TTL_SECONDS": "1",
                      "CHAOS_INDICATORS_MAX_STALENESS_SECONDS": staleness}, workdir / mode))
-            loads = {mode: SteadyLoad(f"{s.url}/invocations", BODY, rate, timeout) for mode, s in servers.items()}
+            loads = {mode: SteadyLoad(f"{served.url}/invocations", BODY, rate, timeout)
+                     for mode, served in servers.items()}
             for load in loads.values():
                 load.start()
             time.sleep(before)

@@ -8,6 +8,7 @@ the reason; under CI (CI set) they fail instead, so they never silently vanish t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ import yaml
 from conftest import REPO, request_rows
 from sqlalchemy.engine import make_url
 
+from bench.load import BusyClients
+from chaos_pyfunc.config import Settings
 from chaos_pyfunc.schema import as_signature_types
 
 pytestmark = pytest.mark.container
@@ -175,20 +178,85 @@ def test_bad_input_gets_a_400_naming_the_field(server: str) -> None:
     assert "job_type" in answer.json()["message"]
 
 
-def test_sigterm_stops_the_server_at_once(image: str, secret_dir: Path) -> None:
-    """tini forwards SIGTERM: without it, Python as PID 1 ignores the signal and the runtime
-    kills the container only when the grace period is over."""
+MARKER = "ZQX-CUSTOMER-7731"  # a value no answer or log line may ever repeat
+
+
+def hostile_bodies(example: dict) -> list[tuple[str, bytes, str, int]]:
+    """(what, body, content type, expected status) for requests no client should send."""
+    columns = example["dataframe_split"]["columns"]
+
+    def with_value(column: str, value: object) -> bytes:
+        body = json.loads(json.dumps(example))
+        body["dataframe_split"]["data"][0][columns.index(column)] = value
+        return json.dumps(body).encode()
+
+    many = {"dataframe_split": {"columns": columns,
+                                "data": example["dataframe_split"]["data"] * 4000}}  # 12,000 rows
+    return [
+        ("50 MB of junk", MARKER.encode() * (50 * 1024 * 1024 // len(MARKER)), "application/json", 413),
+        ("12,000 rows", json.dumps(many).encode(), "application/json", 413),
+        ("a string for a number", with_value("age", MARKER), "application/json", 400),
+        ("an unknown category", with_value("job_type", MARKER), "application/json", 400),
+        ("a nested object", with_value("contact", {"x": [MARKER]}), "application/json", 400),
+        ("a date far in the future", with_value("date", "9999-12-31"), "application/json", 400),
+        ("NaN", with_value("balance", float("nan")), "application/json", 400),
+        ("not JSON", b"{" + MARKER.encode(), "application/json", 400),
+        ("CSV without the columns", f"{MARKER}\n1\n".encode(), "text/csv", 400),
+        ("XML", f"<row>{MARKER}</row>".encode(), "application/xml", 415),
+        ("no rows", json.dumps({"dataframe_split": {"columns": columns, "data": []}}).encode(),
+         "application/json", 200),
+    ]
+
+
+def test_hostile_requests_get_short_clean_answers_and_leave_no_trace(server: str) -> None:
+    example = json.loads((REPO / "model" / "serving_input_example.json").read_text())
+    for what, body, content_type, expected in hostile_bodies(example):
+        started = time.monotonic()
+        answer = requests.post(f"http://127.0.0.1:{PORT}/invocations", data=body, timeout=60,
+                               headers={"Content-Type": content_type})
+        elapsed = time.monotonic() - started
+        assert answer.status_code == expected, (what, answer.status_code, answer.text[:500])
+        assert len(answer.content) < 1000, (what, len(answer.content))
+        assert MARKER not in answer.text and "Traceback" not in answer.text, (what, answer.text[:500])
+        if expected != 200:
+            assert set(answer.json()) == {"error_code", "message"}, (what, answer.text)
+        if expected == 413:
+            assert elapsed < 5, (what, elapsed)
+    assert requests.get(f"http://127.0.0.1:{PORT}/ping", timeout=5).status_code == 200
+    logs = podman("logs", "chaos-test-" + str(os.getpid()))
+    assert "POST /invocations 413" in logs.stdout + logs.stderr
+    assert MARKER not in logs.stdout + logs.stderr
+
+
+def test_sigterm_under_load_loses_no_request_in_flight(image: str, secret_dir: Path,
+                                                       customers: pd.DataFrame) -> None:
+    """`podman stop` sends SIGTERM, as the kubelet does after the preStop pause: tini forwards
+    it, uvicorn stops accepting, finishes the requests in flight, and the container exits."""
     name = f"chaos-stop-{os.getpid()}"
     port = 18000 + os.getpid() % 1000
     podman("rm", "--force", name, check=False)
-    podman(*run_args(secret_dir, name), image, "mlflow", "models", "serve", "-m", "/app/model",
-           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port))
+    podman(*run_args(secret_dir, name), image, "chaos", "serve", "--model", "/app/model",
+           "--host", "127.0.0.1", "--port", str(port))
     try:
         wait_for_ping(f"http://127.0.0.1:{port}", name)
-        started = time.monotonic()
-        podman("stop", "--time", "20", name, timeout=60)
-        assert time.monotonic() - started < 5
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "143"
+        rows = request_rows(customers, 5000, seed=1)
+        body = json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)}).encode()
+        clients = BusyClients(f"http://127.0.0.1:{port}/invocations", body, 4).start()
+        time.sleep(3)
+        signalled = time.monotonic()
+        podman("stop", "--time", "30", name, timeout=60)
+        drain = time.monotonic() - signalled
+        attempts = clients.stop()
+        in_flight = [a for a in attempts if a.started < signalled - 0.05 < a.ended]
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        logs = podman("logs", name).stderr
+        print(f"container: {len(in_flight)} requests in flight at SIGTERM, answered "
+              f"{sorted({a.status for a in in_flight})}; stopped in {drain:.2f} s, exit code {code}")
+        assert len(in_flight) >= 2
+        assert all(a.status == 200 for a in in_flight), in_flight
+        assert drain < Settings().shutdown_timeout_seconds
+        assert code == "143"  # uvicorn re-raises SIGTERM once it has shut down cleanly
+        assert "Finished server process" in logs
     finally:
         podman("rm", "--force", name, check=False)
 

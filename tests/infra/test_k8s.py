@@ -209,9 +209,11 @@ def test_app_container(env: str) -> None:
     # A writable, bounded /tmp on a read-only root filesystem.
     tmp = next(m for m in app["volumeMounts"] if m["mountPath"] == "/tmp")  # noqa: S108 (a path in the pod)
     assert next(v for v in spec["volumes"] if v["name"] == tmp["name"])["emptyDir"]["sizeLimit"]
-    # The preStop pause must fit in the grace period.
+    # The preStop pause, then uvicorn's drain after SIGTERM, must fit in the grace period.
     pause = app["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert 0 < pause < spec["terminationGracePeriodSeconds"]
+    drain = float(next(e["value"] for e in app["env"] if e["name"] == "CHAOS_SHUTDOWN_TIMEOUT_SECONDS"))
+    assert 0 < pause and 0 < drain
+    assert pause + drain + 2 <= spec["terminationGracePeriodSeconds"]
     assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
 
 

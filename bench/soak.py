@@ -1,0 +1,95 @@
+"""`make soak`: the real server under a steady rate for 10 minutes.
+
+`chaos soak` reads socio_eco from PostgreSQL (a fresh ``chaos_soak`` database on the server at
+CHAOS_BENCH_PG_URL) with the default settings; the load is open loop (bench/load.py), the
+serving example's 3 rows per request. Prints sent, 2xx/4xx/5xx, timeouts, latency percentiles,
+and the server's resident memory after a warm-up and at the end: the targets are 0 errors,
+p99 < 100 ms and less than 10% memory growth.
+
+Usage: python -m bench.soak [--seconds 600] [--rate 50] [--warmup 30] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy.engine import make_url
+
+import chaos_pyfunc.db
+from bench.load import SteadyLoad, format_summary, rss_bytes
+from bench.server import REPO, chaos_server
+from chaos_pyfunc.config import Settings
+from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
+
+ADMIN_URL = os.environ.get("CHAOS_BENCH_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
+DATABASE = "chaos_soak"
+BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
+SAMPLE_SECONDS = 5.0
+
+
+def fresh_database() -> str:
+    admin = make_url(ADMIN_URL)
+    conn = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
+                            password=admin.password, dbname=admin.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {DATABASE}")
+    conn.close()
+    url = admin.set(database=DATABASE).render_as_string(hide_password=False)
+    engine = make_engine(Settings(database_url=url))
+    load_csv(engine, "socio_eco", Path(chaos_pyfunc.db.__file__).with_name(SEED_INDICATORS))
+    engine.dispose()
+    return url
+
+
+def run(seconds: float, rate: float, warmup: float, workdir: Path) -> dict[str, object]:
+    url = fresh_database()
+    with chaos_server({"CHAOS_DATABASE_URL": url}, workdir) as served:
+        load = SteadyLoad(f"{served.url}/invocations", BODY, rate, Settings().request_timeout_seconds)
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(SAMPLE_SECONDS):
+                samples.append((load.elapsed(), rss_bytes(served.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        load.start()
+        sampler.start()
+        done.wait(seconds)
+        done.set()
+        report = load.stop()
+        sampler.join()
+    after_warmup = next((rss for t, rss in samples if t >= warmup), samples[0][1])
+    end = samples[-1][1]
+    return {
+        "seconds": seconds, "rate_per_s": rate, **report.summary(),
+        "rss_after_warmup_mb": round(after_warmup / 2**20, 1), "rss_end_mb": round(end / 2**20, 1),
+        "rss_max_mb": round(max(r for _, r in samples) / 2**20, 1),
+        "rss_growth_pct": round(100 * (end - after_warmup) / after_warmup, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--warmup", type=float, default=30.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        result = run(args.seconds, args.rate, args.warmup, Path(scratch))
+    print(format_summary(f"soak {args.seconds:g} s at {args.rate:g}/s", result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
