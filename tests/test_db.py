@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +116,17 @@ def test_postgres_engine_has_timeouts_and_pre_ping(pg_url: str) -> None:
         assert client["keepalives"] == "1"
     assert engine.pool._pre_ping
     engine.dispose()
+
+
+def test_a_slow_statement_is_cancelled_by_the_statement_timeout(pg_url: str) -> None:
+    for read_only in (False, True):
+        engine = make_engine(Settings(database_url=pg_url, statement_timeout_ms=200), read_only=read_only)
+        started = time.monotonic()
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="statement timeout"):
+            conn.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 2
+        assert engine.pool._pre_ping  # the serving engine too: dead pooled connections are replaced
+        engine.dispose()
 
 
 def test_the_serving_engine_reads_in_autocommit_and_cannot_write(pg_url: str) -> None:
