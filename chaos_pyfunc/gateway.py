@@ -9,7 +9,8 @@ MLflow's app speaks the scoring protocol. What it does not do, this layer does:
   none waits longer than ``request_timeout_seconds`` (504);
 - every error answer is rewritten to ``{"error_code", "message"}`` with a message of ours:
   MLflow's own repeat the input rows (customer data) and carry stack traces;
-- one access log line per request, with no body, query string or values in it;
+- one access log line per request, with no body, query string or values in it, and MLflow's
+  warnings stripped of what they quote of a request;
 - ``/openapi.json`` describes the real API (FastAPI's default one knows nothing of the body),
   and FastAPI's ``/docs`` and ``/redoc`` pages are not served.
 """
@@ -21,6 +22,7 @@ import csv
 import json
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,7 @@ ERROR_CODES = {400: "BAD_REQUEST", 404: "ENDPOINT_NOT_FOUND", 405: "BAD_REQUEST"
                413: "REQUEST_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR",
                503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 COLUMNS_HINT = "columns and types: GET /openapi.json"
+CONTENT_TYPE_MESSAGE = "Content-Type must be application/json or text/csv, in UTF-8"
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,14 @@ def parse_json_body(body: bytes) -> tuple[Any, int]:
                            f"{len(document) - len(given) - ('params' in document)} other(s)")
     key = given[0]
     if key == "dataframe_split":
-        return document, _split_rows(document[key])
-    if key == "dataframe_records":
-        return document, _records_rows(document[key])
-    return document, _other_rows(document[key])
+        rows = _split_rows(document[key])
+    elif key == "dataframe_records":
+        rows = _records_rows(document[key])
+    else:
+        rows = _other_rows(document[key])
+    if problems := diagnose(document):
+        raise Refusal(400, problems)
+    return document, rows
 
 
 def csv_rows(body: bytes) -> int:
@@ -169,37 +176,56 @@ def csv_rows(body: bytes) -> int:
     return max(lines - 1, 0)
 
 
-def diagnose(document: Any) -> str | None:
-    """For a body MLflow refused on its own: which fields hold values of the wrong JSON type.
+NUMBER_TYPES = frozenset({int, float, type(None)})  # not bool: JSON true is no age
+STRING_TYPES = frozenset({str, type(None)})  # a null is refused later, by the field's own rule
+NOT_A_ROW = object()
 
-    Only field names and row numbers, never the values.
+
+def _column_values(document: Any) -> dict[str, list[Any]] | None:
+    """Each input column's values, whatever the request form; None for a shape MLflow decides."""
+    if not isinstance(document, dict):
+        return None
+    if isinstance(split := document.get("dataframe_split"), dict):
+        columns, data = split.get("columns"), split.get("data")
+        if not isinstance(columns, list) or not isinstance(data, list):
+            return None
+        rows = [row for row in data if isinstance(row, list) and len(row) == len(columns)]
+        where = {c: columns.index(c) for c in schema.INPUT_COLUMNS if c in columns}
+        return {c: [row[i] for row in rows] for c, i in where.items()}
+    if isinstance(records := document.get("dataframe_records"), list):  # a non-object row: all wrong
+        return {c: [r.get(c) if isinstance(r, dict) else NOT_A_ROW for r in records]
+                for c in schema.INPUT_COLUMNS}
+    records = next((document[k] for k in ("instances", "inputs") if k in document), None)
+    if isinstance(records, list) and all(isinstance(r, dict) for r in records):
+        return {c: [r.get(c) for r in records] for c in schema.INPUT_COLUMNS}
+    if isinstance(records, dict):  # inputs as columns
+        return {c: v for c in schema.INPUT_COLUMNS if isinstance(v := records.get(c), list)}
+    return None
+
+
+def diagnose(document: Any) -> str | None:
+    """Which fields hold values of the wrong JSON type (a number column given a string or a
+    boolean, a text column given a number, a list or an object), by row; None if none do.
+
+    Checked before MLflow sees the request, whose casts would otherwise score ``true`` as 1 or
+    refuse with a message quoting the rows. Only field names and row numbers, never the values.
     """
-    records: list[Any] | None = None
-    if isinstance(document, dict):
-        if isinstance(split := document.get("dataframe_split"), dict):
-            columns = split.get("columns") or []
-            records = [dict(zip(columns, row, strict=False)) for row in split.get("data") or []
-                       if isinstance(row, list)]
-        elif isinstance(document.get("dataframe_records"), list):
-            records = document["dataframe_records"]
-    if not records:
+    columns = _column_values(document)
+    if columns is None:
         return None
     problems = []
-    for column in schema.INPUT_COLUMNS:
+    for column, values in columns.items():
         numeric = column in schema.INTEGERS
-        bad = [not isinstance(r, dict) or not _fits(r.get(column), numeric) for r in records]
-        if any(bad):
-            kind = "a number" if numeric else "a string"
-            problems.append(f"{column}: expected {kind} at row(s) {schema.list_rows(bad)}")
+        if set(map(type, values)) <= (NUMBER_TYPES if numeric else STRING_TYPES):
+            continue  # the common case, at C speed
+        bad = [not _fits(value, numeric) for value in values]
+        kind = "a number" if numeric else "a string"
+        problems.append(f"{column}: expected {kind} at row(s) {schema.list_rows(bad)}")
     return "; ".join(problems) or None
 
 
 def _fits(value: object, numeric: bool) -> bool:
-    if value is None:
-        return True  # a null is refused later with the field's own rule
-    if numeric:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str)
+    return type(value) in (NUMBER_TYPES if numeric else STRING_TYPES)
 
 
 # ------------------------------------------------------------------ rewriting MLflow's errors
@@ -220,13 +246,13 @@ def safe_error(status: int, body: bytes, request_body: Callable[[], Any]) -> tup
         return status, error_body(code if isinstance(code, str) else ERROR_CODES.get(status, "BAD_REQUEST"),
                                   answer["safe_message"])
     if status == 415:
-        return 415, error_body("BAD_REQUEST", "Content-Type must be application/json or "
-                                              "text/csv, in UTF-8")
+        return 415, error_body("BAD_REQUEST", CONTENT_TYPE_MESSAGE)
     if status == 404:
         return 404, error_body("ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, "
                                                      "GET /ping, /health, /version, /openapi.json")
     if status == 405:
-        return 405, error_body("BAD_REQUEST", "method not allowed: /invocations takes POST")
+        return 405, error_body("BAD_REQUEST", "method not allowed: POST /invocations, GET /ping, "
+                                              "/health, /version, /openapi.json")
     if status == 504:
         return 504, error_body("DEADLINE_EXCEEDED", "the request took too long; retry later")
     if status >= 500:
@@ -243,10 +269,32 @@ def safe_error(status: int, body: bytes, request_body: Callable[[], Any]) -> tup
 # ------------------------------------------------------------------ the ASGI application
 
 
+class QuotesFilter(logging.Filter):
+    """MLflow's warnings that quote a request (the names of its extra columns, of its params:
+    a caller's names may be its data) keep their gist and lose the quote."""
+
+    GISTS = (("Found extra inputs", "Found extra inputs in the model input that are not defined in "
+                                    "the model signature; they are ignored"),
+             ("`params` can only be specified", "`params` ignored: the model signature defines none"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for start, gist in self.GISTS:
+            if str(record.msg).startswith(start):
+                record.msg, record.args = gist, ()
+        return True
+
+
+def quiet_mlflow_quotes() -> None:
+    quoting = logging.getLogger("mlflow.models.utils")
+    if not any(isinstance(f, QuotesFilter) for f in quoting.filters):
+        quoting.addFilter(QuotesFilter())
+
+
 class Gateway:
     """MLflow's scoring app behind limits, load shedding, timeouts and safe error answers."""
 
     def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any]) -> None:
+        quiet_mlflow_quotes()
         self.app = app
         self.limits = limits
         self.in_flight = 0
@@ -273,6 +321,8 @@ class Gateway:
                 await respond(sent, 200, self._openapi)
             elif path in HIDDEN_PATHS:
                 await respond(sent, 404, canned(404))
+            elif path == "/version" and method == "GET":  # MLflow labels its plain text JSON
+                await self._answer(sent, scope, b"", (await self._run(scope, receive)).as_text())
             else:
                 await self._answer(sent, scope, b"", await self._run(scope, receive))
         finally:
@@ -324,7 +374,12 @@ class Gateway:
     async def _run(self, scope: Scope, receive: Receive) -> Captured:
         """MLflow's app on this request, its answer kept in memory (answers are small)."""
         captured = Captured()
-        await self.app(scope, receive, captured)
+        try:
+            await self.app(scope, receive, captured)
+        except Exception as exc:  # answered 500 below, as ours; its text may quote the request
+            log.error("MLflow's app failed: %s\n%s", type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)))
+            captured.status = 500
         return captured
 
     async def _answer(self, send: Send, scope: Scope, body: bytes, captured: Captured) -> None:
@@ -335,7 +390,8 @@ class Gateway:
                 log.warning("%s %s: MLflow answered %d (%s)", scope["method"], scope["path"],
                             status, _error_code(content))
             status, content = safe_error(status, content, lambda: _reparse(body, scope))
-            await respond(send, status, content, retry_after=status in (503, 504))
+            allow = [(k, v) for k, v in captured.headers if k.lower() == b"allow"]  # with a 405
+            await respond(send, status, content, retry_after=status in (503, 504), extra=allow)
             return
         headers = [(k, v) for k, v in captured.headers if k.lower() != b"content-length"]
         await send({"type": "http.response.start", "status": status,
@@ -357,6 +413,12 @@ class Captured:
             self.headers = list(message.get("headers", []))
         elif message["type"] == "http.response.body":
             self.chunks.append(message.get("body", b""))
+
+    def as_text(self) -> Captured:
+        """The same answer as plain text."""
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != b"content-type"]
+        self.headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        return self
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -420,20 +482,25 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def count_rows(body: bytes, content_type: str) -> int | None:
-    """The request's row count; None when MLflow is left to refuse the content type."""
+async def count_rows(body: bytes, content_type: str) -> int:
+    """The request's row count; 415 for a body that is neither JSON nor CSV.
+
+    Nothing else reaches MLflow: it fails (500) on a request without a Content-Type, and would
+    take Parquet, whose rows nobody counts.
+    """
     if content_type == "application/json":
         if len(body) > PARSE_IN_THREAD_BYTES:
             return (await asyncio.to_thread(parse_json_body, body))[1]
         return parse_json_body(body)[1]
     if content_type == "text/csv":
         return csv_rows(body)
-    return None
+    raise Refusal(415, CONTENT_TYPE_MESSAGE)
 
 
 async def respond(send: Send, status: int, content: bytes, retry_after: bool = False,
-                  close: bool = False) -> None:
+                  close: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    headers += extra or []
     if retry_after:
         headers.append((b"retry-after", b"1"))
     if close:  # the rest of a refused body is not read: the connection cannot be reused

@@ -52,7 +52,8 @@ def spec(settings: Settings) -> dict[str, Any]:
         "properties": {"dataframe_records": {"type": "array", "maxItems": settings.max_rows,
                                              "items": {"$ref": "#/components/schemas/Customer"}}},
     }
-    text = {"content": {"application/json": {"schema": {"type": "string"}}}}
+    text = {"description": "the version, as plain text",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "chaos appetence scoring", "version": "1",

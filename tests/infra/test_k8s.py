@@ -212,7 +212,7 @@ def test_app_container(env: str) -> None:
     # The preStop pause, then uvicorn's drain after SIGTERM, must fit in the grace period.
     pause = app["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain = float(next(e["value"] for e in app["env"] if e["name"] == "CHAOS_SHUTDOWN_TIMEOUT_SECONDS"))
-    assert 0 < pause and 0 < drain
+    assert pause > 0 and drain > 0
     assert pause + drain + 2 <= spec["terminationGracePeriodSeconds"]
     assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
 
