@@ -67,8 +67,16 @@ def test_missing_column(pg_server: str, rows: pd.DataFrame, column: str, form: s
     assert message == f"missing column(s): {column}"
 
 
-def test_age_not_a_number(pg_server: str, rows: pd.DataFrame) -> None:
-    message = error_message(post_json(pg_server, records_with(rows, age="old")), 400)
+@pytest.mark.parametrize("age", ["old", "41", True, [41]], ids=["text", "digits", "true", "list"])
+@pytest.mark.parametrize("form", ["dataframe_records", "dataframe_split"])
+def test_age_not_a_json_number(pg_server: str, rows: pd.DataFrame, age: object, form: str) -> None:
+    """JSON true or "41" are no age: refused, not cast (MLflow would score true as 1)."""
+    body = records_with(rows, age=age)
+    if form == "dataframe_split":
+        columns = list(rows.columns)
+        body = {form: {"columns": columns,
+                       "data": [[r[c] for c in columns] for r in body["dataframe_records"]]}}
+    message = error_message(post_json(pg_server, body), 400)
     assert message == f"age: expected a number at row(s) {BAD_ROW}"
 
 
