@@ -103,6 +103,7 @@ def main() -> None:
     for mode in MODES:
         print(format_summary(mode, result[mode]))  # type: ignore[arg-type]
     if args.out:
+        result.pop("logs")  # scratch paths, gone by now
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
