@@ -1,3 +1,4 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,10 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
         ({"CHAOS_MAX_INDICATOR_AGE_MONTHS": "-1"}, "max_indicator_age_months is out of range"),
         ({"CHAOS_CACHE_TTL_SECONDS": "-5"}, "cache_ttl_seconds is out of range"),
         ({"CHAOS_DATABASE_URL": "not a url"}, "database_url is not a valid SQLAlchemy URL"),
+        ({"CHAOS_INDICATORS_WAIT_SECONDS": "0"}, "indicators_wait_seconds is out of range"),
+        ({"CHAOS_MAX_BODY_BYTES": "10"}, "max_body_bytes is out of range"),
+        ({"CHAOS_MAX_IN_FLIGHT": "0"}, "max_in_flight is out of range"),
+        ({"CHAOS_MAX_ROWS": "many"}, "max_rows must be of type int"),
     ],
 )
 def test_out_of_range_settings_are_refused(env: dict[str, str], message: str) -> None:
@@ -72,3 +77,15 @@ def test_out_of_range_settings_are_refused(env: dict[str, str], message: str) ->
 def test_settings_are_immutable() -> None:
     with pytest.raises(AttributeError):
         Settings().pool_size = 10  # type: ignore[misc]
+
+
+def test_the_template_sets_every_setting_to_its_default() -> None:
+    """config_template.yml documents every key; apart from the database, with the defaults."""
+    template = Path(__file__).resolve().parents[1] / "config_template.yml"
+    loaded = load_settings({"CHAOS_CONFIG": str(template)})
+    keys = {line.split(":")[0] for line in template.read_text().splitlines()
+            if line and line[0].isalpha()}
+    assert keys == {f.name for f in fields(Settings)} - {"database_url"} | {"database"}
+    defaults = Settings()
+    for name in keys - {"database"}:
+        assert getattr(loaded, name) == getattr(defaults, name), name
