@@ -26,7 +26,7 @@ from chaos_pyfunc.gateway import (
     safe_error,
 )
 
-SECRET = "ZQX0424242 Dupont"  # a customer value: it must never come back in a message
+VALUE = "ZQX0424242 Dupont"  # a customer value: it must never come back in a message
 COLUMNS = list(schema.INPUT_COLUMNS)
 
 
@@ -55,7 +55,7 @@ def dumps(document: Any) -> bytes:
 def refusal_of(call: Callable[[], Any]) -> Refusal:
     with pytest.raises(Refusal) as caught:
         call()
-    assert SECRET not in caught.value.message
+    assert VALUE not in caught.value.message
     return caught.value
 
 
@@ -70,14 +70,14 @@ def test_a_valid_split_body_is_parsed_and_counted(n: int) -> None:
 
 
 def test_a_valid_records_body_is_counted_and_params_are_allowed() -> None:
-    body = {"dataframe_records": records(3), "params": {"x": SECRET}}
+    body = {"dataframe_records": records(3), "params": {"x": VALUE}}
     assert parse_json_body(dumps(body)) == (body, 3)
 
 
 @pytest.mark.parametrize(
     ("value", "rows"),
-    [(records(4), 4), ({"age": [1, 2, 3], "date": ["a"], "x": SECRET}, 3), ({"a": SECRET}, 1),
-     (SECRET, 1), ([], 0)],
+    [(records(4), 4), ({"age": [1, 2, 3], "date": ["a"], "x": VALUE}, 3), ({"a": VALUE}, 1),
+     (VALUE, 1), ([], 0)],
     ids=["list", "columns", "object_without_lists", "scalar", "empty"],
 )
 @pytest.mark.parametrize("key", ["instances", "inputs"])
@@ -97,7 +97,7 @@ def test_malformed_json_is_a_400_naming_the_body(body: bytes) -> None:
     assert refused.message == "body: not valid JSON (UTF-8)"
 
 
-@pytest.mark.parametrize("document", [[valid_row()], SECRET, 3.5, None, True],
+@pytest.mark.parametrize("document", [[valid_row()], VALUE, 3.5, None, True],
                          ids=["list", "string", "number", "null", "bool"])
 def test_a_body_that_is_not_an_object_is_refused(document: Any) -> None:
     refused = refusal_of(lambda: parse_json_body(dumps(document)))
@@ -107,11 +107,11 @@ def test_a_body_that_is_not_an_object_is_refused(document: Any) -> None:
 
 @pytest.mark.parametrize(
     ("document", "found"),
-    [({"rows": [SECRET]}, "found 0 input field(s) and 1 other(s)"),
+    [({"rows": [VALUE]}, "found 0 input field(s) and 1 other(s)"),
      ({}, "found 0 input field(s) and 0 other(s)"),
      ({"dataframe_split": split(1), "dataframe_records": records(1)},
       "found 2 input field(s) and 0 other(s)"),
-     ({"dataframe_records": records(1), SECRET: 1}, "found 1 input field(s) and 1 other(s)"),
+     ({"dataframe_records": records(1), VALUE: 1}, "found 1 input field(s) and 1 other(s)"),
      ({"params": {}}, "found 0 input field(s) and 0 other(s)")],
     ids=["unknown_field", "empty_object", "two_forms", "extra_field", "params_alone"],
 )
@@ -125,12 +125,12 @@ def test_exactly_one_input_field_is_required(document: dict[str, Any], found: st
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [([SECRET], "dataframe_split: expected an object with columns and data"),
+    [([VALUE], "dataframe_split: expected an object with columns and data"),
      ({"columns": COLUMNS}, "dataframe_split.data: expected a list of rows"),
-     ({"columns": COLUMNS, "data": SECRET}, "dataframe_split.data: expected a list of rows"),
+     ({"columns": COLUMNS, "data": VALUE}, "dataframe_split.data: expected a list of rows"),
      ({"data": []}, "dataframe_split.columns: expected a list of column names"),
      ({"columns": [*COLUMNS, 3], "data": []}, "dataframe_split.columns: expected a list of column names"),
-     ({"columns": [*COLUMNS[1:], SECRET], "data": []}, "missing column(s): date"),
+     ({"columns": [*COLUMNS[1:], VALUE], "data": []}, "missing column(s): date"),
      ({"columns": [*COLUMNS, "age", "age", "contact"], "data": []}, "duplicate column(s): age, contact")],
     ids=["not_an_object", "no_data", "data_not_a_list", "no_columns", "column_not_a_string",
          "missing_column", "duplicate_columns"],
@@ -143,20 +143,20 @@ def test_a_malformed_split_is_refused_naming_the_field(value: Any, message: str)
 def test_split_rows_of_the_wrong_width_are_named_by_position() -> None:
     body = split(9)
     body["data"][2] = body["data"][2][:-1]
-    body["data"][5] = {"age": SECRET}
-    body["data"][8] = [*body["data"][8], SECRET]
+    body["data"][5] = {"age": VALUE}
+    body["data"][8] = [*body["data"][8], VALUE]
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_split": body})))
     assert refused.message == ("dataframe_split.data: expected a list of 14 values (one per column) "
                                "at row(s) 2, 5, 8")
 
 
 def test_split_with_many_bad_rows_lists_the_first_ones() -> None:
-    body = {"columns": COLUMNS, "data": [[SECRET]] * 12}
+    body = {"columns": COLUMNS, "data": [[VALUE]] * 12}
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_split": body})))
     assert refused.message.endswith("at row(s) 0, 1, 2, 3, 4 and 7 more")
 
 
-@pytest.mark.parametrize("value", [{"age": [SECRET]}, SECRET, 3], ids=["object", "string", "number"])
+@pytest.mark.parametrize("value", [{"age": [VALUE]}, VALUE, 3], ids=["object", "string", "number"])
 def test_records_must_be_a_list(value: Any) -> None:
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_records": value})))
     assert refused.message == "dataframe_records: expected a list of rows, each an object"
@@ -165,7 +165,7 @@ def test_records_must_be_a_list(value: Any) -> None:
 def test_records_missing_columns_name_them_and_the_rows() -> None:
     rows = records(6)
     del rows[1]["age"], rows[1]["contact"]
-    rows[4] = [SECRET]
+    rows[4] = [VALUE]
     del rows[5]["date"]
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_records": rows})))
     assert (refused.status, refused.message) == (
@@ -174,13 +174,13 @@ def test_records_missing_columns_name_them_and_the_rows() -> None:
 
 def test_records_whose_first_bad_row_is_not_an_object_name_every_column() -> None:
     rows = records(3)
-    rows[0] = SECRET
+    rows[0] = VALUE
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_records": rows})))
     assert refused.message == f"dataframe_records: missing column(s) {', '.join(COLUMNS)} at row(s) 0"
 
 
 def test_extra_columns_in_records_are_no_reason_to_refuse() -> None:
-    rows = records(2, **{SECRET: SECRET, "subscription": "yes"})
+    rows = records(2, **{VALUE: VALUE, "subscription": "yes"})
     assert parse_json_body(dumps({"dataframe_records": rows}))[1] == 2
 
 
@@ -214,9 +214,9 @@ def test_a_line_break_inside_a_quoted_field_is_counted_as_a_row_at_most() -> Non
 
 @pytest.mark.parametrize(
     ("header", "message"),
-    [([*COLUMNS[:-1], SECRET], "missing column(s): result_last_campaign"),
+    [([*COLUMNS[:-1], VALUE], "missing column(s): result_last_campaign"),
      ([*COLUMNS, "balance"], "duplicate column(s): balance"),
-     ([SECRET], f"missing column(s): {', '.join(COLUMNS)}")],
+     ([VALUE], f"missing column(s): {', '.join(COLUMNS)}")],
     ids=["missing", "duplicate", "no_known_column"],
 )
 def test_a_csv_header_without_the_columns_is_refused(header: list[str], message: str) -> None:
@@ -237,8 +237,8 @@ def test_a_csv_header_that_is_not_utf8_is_refused() -> None:
 
 
 def test_diagnose_names_wrong_types_by_field_and_row() -> None:
-    rows = records(4, age=SECRET, job_type=7, balance=True)
-    rows[3]["age"] = [SECRET]
+    rows = records(4, age=VALUE, job_type=7, balance=True)
+    rows[3]["age"] = [VALUE]
     message = diagnose({"dataframe_records": rows})
     assert message == ("age: expected a number at row(s) 1, 3; job_type: expected a string at row(s) 1; "
                        "balance: expected a number at row(s) 1")
@@ -246,7 +246,7 @@ def test_diagnose_names_wrong_types_by_field_and_row() -> None:
 
 def test_diagnose_reads_the_split_form_too() -> None:
     body = split(3)
-    body["data"][2][COLUMNS.index("education")] = {"x": SECRET}
+    body["data"][2][COLUMNS.index("education")] = {"x": VALUE}
     body["data"][0][COLUMNS.index("nb_contact")] = "2"
     message = diagnose({"dataframe_split": body})
     assert message == ("education: expected a string at row(s) 2; nb_contact: expected a number at "
@@ -260,19 +260,19 @@ def test_diagnose_finds_nothing_wrong_with_right_types_nulls_and_out_of_range_nu
 
 def test_diagnose_takes_a_missing_field_as_null_and_a_non_object_row_as_wrong_everywhere() -> None:
     rows: list[Any] = records(3)
-    rows[1] = SECRET
+    rows[1] = VALUE
     del rows[2]["age"]
     message = diagnose({"dataframe_records": rows})
     assert message is not None
     assert message.count("at row(s) 1") == len(COLUMNS)
-    assert SECRET not in message
+    assert VALUE not in message
 
 
 @pytest.mark.parametrize(
     "document",
-    [None, SECRET, [valid_row()], {}, {"instances": [[SECRET]]},
-     {"dataframe_records": []}, {"dataframe_split": {"columns": COLUMNS, "data": [SECRET]}},
-     {"dataframe_split": SECRET}],
+    [None, VALUE, [valid_row()], {}, {"instances": [[VALUE]]},
+     {"dataframe_records": []}, {"dataframe_split": {"columns": COLUMNS, "data": [VALUE]}},
+     {"dataframe_split": VALUE}],
     ids=["null", "string", "list", "empty", "instances_not_objects", "no_records",
          "split_rows_not_lists", "split_not_an_object"],
 )
@@ -291,7 +291,7 @@ def mlflow_error(message: str, error_code: str = "BAD_REQUEST", **extra: Any) ->
 def answer(content: bytes) -> dict[str, Any]:
     body = json.loads(content)
     assert set(body) == {"error_code", "message"}
-    assert SECRET not in body["message"]
+    assert VALUE not in body["message"]
     assert "Traceback" not in body["message"]
     return body
 
@@ -301,9 +301,9 @@ def no_request() -> Any:
 
 
 def test_the_models_own_safe_message_is_kept_with_its_code() -> None:
-    body = mlflow_error(f"Failed to predict data '{SECRET}'. Error: age: must be 0..130 at row 1",
+    body = mlflow_error(f"Failed to predict data '{VALUE}'. Error: age: must be 0..130 at row 1",
                         "INVALID_PARAMETER_VALUE", safe_message="age: must be 0..130 at row 1",
-                        stack_trace=f"Traceback ... {SECRET}")
+                        stack_trace=f"Traceback ... {VALUE}")
     status, content = safe_error(400, body, no_request)
     assert status == 400
     assert answer(content) == {"error_code": "INVALID_PARAMETER_VALUE",
@@ -326,13 +326,13 @@ def test_a_safe_message_without_a_string_code_gets_the_status_code() -> None:
      (504, "DEADLINE_EXCEEDED", "the request took too long; retry later")],
 )
 def test_statuses_with_a_canned_answer(status: int, code: str, message: str) -> None:
-    mlflow_text = f"This predictor only supports ... Got '{SECRET}'".encode()
+    mlflow_text = f"This predictor only supports ... Got '{VALUE}'".encode()
     assert safe_error(status, mlflow_text, no_request) == (status, error_body(code, message))
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 599])
 def test_a_server_error_without_a_safe_message_is_a_plain_500(status: int) -> None:
-    body = mlflow_error(f"boom on {SECRET}", "INTERNAL_ERROR", stack_trace=f"Traceback {SECRET}")
+    body = mlflow_error(f"boom on {VALUE}", "INTERNAL_ERROR", stack_trace=f"Traceback {VALUE}")
     got_status, content = safe_error(status, body, no_request)
     assert got_status == 500
     assert answer(content) == {"error_code": "INTERNAL_ERROR", "message": "internal error while scoring; "
@@ -340,8 +340,8 @@ def test_a_server_error_without_a_safe_message_is_a_plain_500(status: int) -> No
 
 
 def test_another_4xx_is_explained_from_the_request() -> None:
-    request = {"dataframe_records": records(3, age=SECRET)}
-    body = mlflow_error(f"Failed to enforce schema of data '{SECRET}'", stack_trace=f"Traceback {SECRET}")
+    request = {"dataframe_records": records(3, age=VALUE)}
+    body = mlflow_error(f"Failed to enforce schema of data '{VALUE}'", stack_trace=f"Traceback {VALUE}")
     status, content = safe_error(400, body, lambda: request)
     assert status == 400
     assert answer(content) == {"error_code": "BAD_REQUEST", "message": "age: expected a number at row(s) 1"}
@@ -349,11 +349,11 @@ def test_another_4xx_is_explained_from_the_request() -> None:
 
 @pytest.mark.parametrize(
     "request_body",
-    [lambda: {"dataframe_records": records(2)}, lambda: None, lambda: json.loads(b"{" + SECRET.encode())],
+    [lambda: {"dataframe_records": records(2)}, lambda: None, lambda: json.loads(b"{" + VALUE.encode())],
     ids=["nothing_to_diagnose", "not_json", "unreadable"],
 )
 def test_a_4xx_that_cannot_be_explained_gets_the_generic_message(request_body: Callable[[], Any]) -> None:
-    for body in (mlflow_error(SECRET), SECRET.encode(), b""):
+    for body in (mlflow_error(VALUE), VALUE.encode(), b""):
         status, content = safe_error(400, body, request_body)
         assert status == 400
         assert answer(content) == {"error_code": "BAD_REQUEST", "message": "the rows do not match the "
@@ -361,7 +361,7 @@ def test_a_4xx_that_cannot_be_explained_gets_the_generic_message(request_body: C
 
 
 def test_a_safe_message_that_is_not_a_string_is_not_trusted() -> None:
-    body = mlflow_error(SECRET, safe_message={"row": SECRET})
+    body = mlflow_error(VALUE, safe_message={"row": VALUE})
     status, content = safe_error(400, body, lambda: None)
     assert status == 400
     assert answer(content)["message"].startswith("the rows do not match the model's input")
@@ -490,7 +490,7 @@ def test_a_body_neither_json_nor_csv_is_a_415_before_mlflow(content_type: bytes 
     """MLflow fails (500) on a request without a Content-Type, and would take Parquet, whose
     rows nobody counts."""
     app = App()
-    status, headers, content = call(app, "POST", "/invocations", b"PAR1" + SECRET.encode(), content_type)
+    status, headers, content = call(app, "POST", "/invocations", b"PAR1" + VALUE.encode(), content_type)
     assert (status, headers[b"content-type"]) == (415, b"application/json")
     assert json.loads(content) == {"error_code": "BAD_REQUEST", "message": "Content-Type must be "
                                    "application/json or text/csv, in UTF-8"}
@@ -499,13 +499,13 @@ def test_a_body_neither_json_nor_csv_is_a_415_before_mlflow(content_type: bytes 
 
 def test_an_exception_out_of_mlflow_is_our_500_and_its_text_is_not_logged(
         caplog: pytest.LogCaptureFixture) -> None:
-    app = App(error=KeyError(SECRET))
+    app = App(error=KeyError(VALUE))
     body = dumps({"dataframe_records": records(2)})
     status, headers, content = call(app, "POST", "/invocations", body)
     assert (status, headers[b"content-type"]) == (500, b"application/json")
     assert answer(content)["error_code"] == "INTERNAL_ERROR"
     assert "MLflow's app failed: KeyError" in caplog.text
-    assert SECRET not in caplog.text
+    assert VALUE not in caplog.text
 
 
 def test_a_405_keeps_mlflows_allow_header() -> None:
@@ -527,9 +527,9 @@ def test_mlflow_warnings_lose_what_they_quote_of_a_request(caplog: pytest.LogCap
     quoting = logging.getLogger("mlflow.models.utils")
     with caplog.at_level(logging.WARNING, logger="mlflow.models.utils"):
         quoting.warning("Found extra inputs in the model input that are not defined in the model "
-                        f"signature: `{[SECRET]}`. These inputs will be ignored.")
+                        f"signature: `{[VALUE]}`. These inputs will be ignored.")
         quoting.warning("`params` can only be specified at inference time if the model signature "
-                        f"defines a params schema. Ignoring provided params: {[SECRET]}")
+                        f"defines a params schema. Ignoring provided params: {[VALUE]}")
         quoting.warning("something else: %s", "kept as it is")
     assert [r.getMessage() for r in caplog.records] == [
         "Found extra inputs in the model input that are not defined in the model signature; they are "
