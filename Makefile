@@ -75,7 +75,7 @@ outage: venv ## stop a private PostgreSQL for 60 s under steady load on two serv
 
 bench: venv ## serve our model and a plain mlflow.sklearn anchor side by side, load both with wrk (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
-	$(BIN)/python bench/compare.py
+	$(BIN)/python -m bench.compare
 
 bench-batch: venv ## batch-score the 38k customers and a generated 1M-row file (indicators: CHAOS_DATABASE_URL or embedded)
 	$(BIN)/chaos db init

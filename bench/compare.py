@@ -8,7 +8,7 @@ time per scenario and round. Prints a table and writes bench/results.json.
 
 The machines are shared and noisy: read the ratios of one run, not the absolute times.
 
-Usage: python bench/compare.py [--seconds 5] [--rounds 3] [--out bench/results.json]
+Usage: python -m bench.compare [--seconds 5] [--rounds 3] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ import json
 import os
 import pickle
 import platform
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +30,14 @@ from pathlib import Path
 import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
-import psycopg2
 import requests
 from mlflow.models import infer_signature
-from sqlalchemy.engine import make_url
 
+from bench.database import admin, fresh_database
+from bench.server import VENV_BIN, chaos_command, launch
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import load_csv, make_engine
+from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.socio_eco import IndicatorSource, enrich
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,32 +65,10 @@ end
 
 # ------------------------------------------------------------------------------------- setup
 
-def admin() -> psycopg2.extensions.connection:
-    url = make_url(ADMIN_URL)
-    conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
-                            password=url.password, dbname=url.database, connect_timeout=3)
-    conn.autocommit = True
-    return conn
-
-
-def fresh_database() -> str:
-    """A new database holding the real socio_eco; returns its URL."""
-    conn = admin()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-    conn.close()
-    url = make_url(ADMIN_URL).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
-    engine = make_engine(Settings(database_url=url))
-    load_csv(engine, "socio_eco", DATA / "socio_eco.csv")
-    engine.dispose()
-    return url
-
-
 def statements_run() -> int:
     """Transactions the bench database has seen: with autocommit reads, one per statement."""
     time.sleep(11)  # an idle backend publishes its statistics within 10 s (PGSTAT_IDLE_INTERVAL)
-    conn = admin()
+    conn = admin(ADMIN_URL)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_stat_clear_snapshot()")
         cur.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
@@ -162,42 +137,17 @@ class Server:
                 "workers": [rss(p) for p in (grandchildren or workers)]}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serve(name: str, model: Path, env: dict[str, str], log_dir: Path,
           gateway: bool = True) -> Iterator[Server]:
-    port = free_port()
-    venv_bin = str(Path(sys.executable).parent)
     full_env = {**os.environ, **env, "MLFLOW_MODELS_WORKERS": WORKERS,
-                "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
-    log = (log_dir / f"{name}.log").open("wb")
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = chaos_command(model) if gateway else (lambda port: [
+        str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(port)])
     started = time.perf_counter()
-    command = ([f"{venv_bin}/chaos", "serve", "--model", str(model), "--port", str(port)] if gateway
-               else [f"{venv_bin}/mlflow", "models", "serve", "-m", str(model), "--env-manager",
-                     "local", "-h", "127.0.0.1", "-p", str(port)])
-    process = subprocess.Popen(command,
-                               env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} server exited; see {log.name}")
-            try:
-                if requests.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        yield Server(name, url, process, time.perf_counter() - started)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+    with launch(command, full_env, log_dir, log_dir / f"{name}.log") as served:
+        yield Server(name, served.url, served.process, time.perf_counter() - started)
 
 
 def wrk(server: Server, body_file: Path, connections: int, seconds: float, script: Path) -> dict:
@@ -249,7 +199,7 @@ def in_process(url: str, pipeline: object, customers: pd.DataFrame, enriched: pd
 
 def run(seconds: float, rounds: int) -> dict:
     customers = pd.read_csv(DATA / "customers.csv")
-    url = fresh_database()
+    url = fresh_database(ADMIN_URL, BENCH_DATABASE, DATA / "socio_eco.csv")
     enriched = enriched_rows(customers, url)
     with (REPO / "model" / "artifacts" / "pipeline.pkl").open("rb") as handle:
         pipeline = pickle.load(handle)  # noqa: S301 - our own artifact

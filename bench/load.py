@@ -22,6 +22,20 @@ TIMEOUT = "timeout"
 CONNECTION = "connection error"
 
 
+def post(session: requests.Session, url: str, body: bytes, content_type: str,
+         timeout: float) -> tuple[int | None, str | None]:
+    """The status of one POST, or what ended it: TIMEOUT, CONNECTION or an exception's name."""
+    try:
+        return session.post(url, data=body, headers={"Content-Type": content_type},
+                            timeout=timeout).status_code, None
+    except requests.Timeout:
+        return None, TIMEOUT
+    except requests.ConnectionError:
+        return None, CONNECTION
+    except requests.RequestException as exc:
+        return None, type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Outcome:
     due: float        # seconds since the run started
@@ -128,16 +142,7 @@ class SteadyLoad:
             self._record(session, due)
 
     def _record(self, session: requests.Session, due: float) -> None:
-        status, error = None, None
-        try:
-            status = session.post(self.url, data=self.body, headers=self.headers,
-                                  timeout=self.timeout).status_code
-        except requests.Timeout:
-            error = TIMEOUT
-        except requests.ConnectionError:
-            error = CONNECTION
-        except requests.RequestException as exc:
-            error = type(exc).__name__
+        status, error = post(session, self.url, self.body, self.headers["Content-Type"], self.timeout)
         outcome = Outcome(due - self.started, time.monotonic() - due, status, error)
         with self._lock:
             self.report.outcomes.append(outcome)
@@ -189,14 +194,9 @@ class BusyClients:
     def _client(self) -> None:
         session = requests.Session()
         while not self._stop.is_set():
-            started, status, error = time.monotonic(), None, None
-            try:
-                status = session.post(self.url, data=self.body, timeout=self.timeout,
-                                      headers={"Content-Type": "application/json"}).status_code
-            except requests.Timeout:
-                error = TIMEOUT
-            except requests.ConnectionError:
-                error = CONNECTION
+            started = time.monotonic()
+            status, error = post(session, self.url, self.body, "application/json", self.timeout)
+            if error == CONNECTION:
                 session = requests.Session()
                 time.sleep(0.05)  # the server is gone: do not spin
             with self._lock:

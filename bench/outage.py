@@ -10,7 +10,7 @@ For each: sent, 2xx, 4xx, 5xx, timeouts (no answer within the request timeout), 
 errors, latencies, and the recovery time: from PostgreSQL accepting connections again to the
 first request from which every answer is a 2xx. Neither server is restarted.
 
-Usage: python bench/outage.py [--down 10] [--before 3] [--after 8] [--rate 20] [--out FILE]
+Usage: python -m bench.outage [--down 10] [--before 3] [--after 8] [--rate 20] [--out FILE]
 (`make outage`: a 60 s outage). tests/e2e/test_outage.py runs it with a 10 s outage.
 """
 
@@ -23,14 +23,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg2
-
-import chaos_pyfunc.db
+from bench.database import fresh_database
 from bench.load import Report, SteadyLoad, format_summary
 from bench.pg_cluster import PgCluster
 from bench.server import REPO, chaos_server, free_port
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
 
 BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
 MODES = {"stale": "3600", "strict": "0"}
@@ -49,14 +46,7 @@ def run(down: float, before: float, after: float, rate: float, workdir: Path) ->
     cluster = PgCluster(free_port()).init()
     try:
         cluster.start()
-        conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user="root", dbname="postgres")
-        conn.autocommit = True
-        conn.cursor().execute("CREATE DATABASE chaos")
-        conn.close()
-        url = cluster.url.rsplit("/", 1)[0] + "/chaos"
-        engine = make_engine(Settings(database_url=url))
-        load_csv(engine, "socio_eco", Path(chaos_pyfunc.db.__file__).with_name(SEED_INDICATORS))
-        engine.dispose()
+        url = fresh_database(cluster.url, "chaos")
         timeout = Settings().request_timeout_seconds
         with ExitStack() as stack:
             servers = {}

@@ -1,4 +1,5 @@
-"""Start the real server (`chaos serve`, the image's command) for the soak and outage runs."""
+"""Start a server in a subprocess and wait for its /ping: `chaos serve` (the image's command) or
+any other, for the benchmarks and the end-to-end tests alike."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,23 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+MODEL_DIR = REPO / "model"
 VENV_BIN = Path(sys.executable).parent
 
 
+class ServerDidNotStart(RuntimeError):
+    """The server exited, or never answered /ping; the message ends with its log's tail."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def chaos_command(model: Path = MODEL_DIR) -> Callable[[int], list[str]]:
+    return lambda port: [str(VENV_BIN / "chaos"), "serve", "--model", str(model), "--port", str(port)]
 
 
 @dataclass(frozen=True)
@@ -36,35 +47,63 @@ class Served:
         return self.process.pid
 
 
+def _log_tail(log: Path, chars: int = 6000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "<no log>"
+
+
 @contextmanager
-def chaos_server(env: Mapping[str, str], workdir: Path, startup_seconds: float = 60) -> Iterator[Served]:
-    """`chaos serve` on a free port with ``env`` on top of a CHAOS_*-free environment; stopped
-    with SIGTERM (gracefully) on exit."""
+def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Path, log: Path,
+           startup_seconds: float = 60) -> Iterator[Served]:
+    """``command(port)`` on a free port with exactly ``env``; yields once GET /ping is 200.
+
+    On exit its whole process group gets SIGTERM (a graceful stop: `mlflow models serve` and
+    the uvicorn it starts, or `chaos serve` alone), then SIGKILL if it lingers.
+    """
     port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
-    full_env.update(env)
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(VENV_BIN / "chaos"), "serve", "--model", str(REPO / "model"), "--port", str(port)],
-            cwd=workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command(port), cwd=cwd, env=dict(env), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
     try:
         deadline = time.monotonic() + startup_seconds
         while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{log.read_text()[-4000:]}")
+            if process.poll() is not None:
+                raise ServerDidNotStart(f"the server exited with code {process.returncode} before "
+                                        f"answering /ping; its log:\n{_log_tail(log)}")
             with suppress(requests.RequestException):
-                if requests.get(f"{url}/ping", timeout=1).status_code == 200:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
                     break
-            time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise ServerDidNotStart(f"the server did not answer /ping within {startup_seconds:.0f} s; "
+                                        f"its log:\n{_log_tail(log)}")
+            time.sleep(0.05)
         yield Served(url, process, log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@contextmanager
+def chaos_server(env: Mapping[str, str], workdir: Path, startup_seconds: float = 60) -> Iterator[Served]:
+    """`chaos serve` on model/, with ``env`` on top of a CHAOS_*-free environment; its log is
+    ``workdir``/server.log."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    full_env.update(env)
+    with launch(chaos_command(), full_env, workdir, workdir / "server.log", startup_seconds) as served:
+        yield served

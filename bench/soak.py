@@ -18,14 +18,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-import psycopg2
-from sqlalchemy.engine import make_url
-
-import chaos_pyfunc.db
+from bench.database import fresh_database
 from bench.load import SteadyLoad, format_summary, rss_bytes
 from bench.server import REPO, chaos_server
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
 
 ADMIN_URL = os.environ.get("CHAOS_BENCH_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
 DATABASE = "chaos_soak"
@@ -33,24 +29,8 @@ BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
 SAMPLE_SECONDS = 5.0
 
 
-def fresh_database() -> str:
-    admin = make_url(ADMIN_URL)
-    conn = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
-                            password=admin.password, dbname=admin.database)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DATABASE}")
-    conn.close()
-    url = admin.set(database=DATABASE).render_as_string(hide_password=False)
-    engine = make_engine(Settings(database_url=url))
-    load_csv(engine, "socio_eco", Path(chaos_pyfunc.db.__file__).with_name(SEED_INDICATORS))
-    engine.dispose()
-    return url
-
-
 def run(seconds: float, rate: float, warmup: float, workdir: Path) -> dict[str, object]:
-    url = fresh_database()
+    url = fresh_database(ADMIN_URL, DATABASE)
     with chaos_server({"CHAOS_DATABASE_URL": url}, workdir) as served:
         load = SteadyLoad(f"{served.url}/invocations", BODY, rate, Settings().request_timeout_seconds)
         samples: list[tuple[float, int]] = []

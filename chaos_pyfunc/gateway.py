@@ -38,6 +38,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+INPUT_COLUMN_SET = frozenset(schema.INPUT_COLUMNS)
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # Bodies bigger than this are parsed off the event loop, so /ping keeps answering meanwhile.
@@ -110,8 +111,8 @@ def _split_rows(split: object) -> int:
 def _records_rows(records: object) -> int:
     if not isinstance(records, list):
         raise Refusal(400, "dataframe_records: expected a list of rows, each an object")
-    wanted = frozenset(schema.INPUT_COLUMNS)
-    bad = [i for i, r in enumerate(records) if not isinstance(r, dict) or not wanted <= r.keys()]
+    bad = [i for i, r in enumerate(records)
+           if not isinstance(r, dict) or not r.keys() >= INPUT_COLUMN_SET]
     if bad:
         first = records[bad[0]]
         missing = ([c for c in schema.INPUT_COLUMNS if c not in first]
@@ -231,11 +232,12 @@ def _fits(value: object, numeric: bool) -> bool:
 # ------------------------------------------------------------------ rewriting MLflow's errors
 
 
-def safe_error(status: int, body: bytes, request_body: Callable[[], Any]) -> tuple[int, bytes]:
+def safe_error(status: int, body: bytes) -> tuple[int, bytes]:
     """MLflow's error answer as one of ours: its status, never its message.
 
-    ``safe_message`` is the model's own message (model.refusal); other 4xx are explained from
-    the request (``request_body`` parses it again: errors are rare, so no copy is kept).
+    ``safe_message`` is the model's own message (model.refusal). Any other 4xx gets a generic
+    message: what the request itself could tell (fields, JSON types) parse_json_body has
+    already checked before MLflow saw it.
     """
     try:
         answer = json.loads(body)
@@ -258,12 +260,8 @@ def safe_error(status: int, body: bytes, request_body: Callable[[], Any]) -> tup
     if status >= 500:
         return 500, error_body("INTERNAL_ERROR", "internal error while scoring; it is logged, "
                                                  "retry later or report it")
-    try:
-        message = diagnose(request_body())
-    except Exception:  # a body we cannot even read again: the generic message will do
-        message = None
-    return status, error_body(ERROR_CODES.get(status, "BAD_REQUEST"), message or (
-        f"the rows do not match the model's input ({COLUMNS_HINT})"))
+    return status, error_body(ERROR_CODES.get(status, "BAD_REQUEST"),
+                              f"the rows do not match the model's input ({COLUMNS_HINT})")
 
 
 # ------------------------------------------------------------------ the ASGI application
@@ -322,9 +320,9 @@ class Gateway:
             elif path in HIDDEN_PATHS:
                 await respond(sent, 404, canned(404))
             elif path == "/version" and method == "GET":  # MLflow labels its plain text JSON
-                await self._answer(sent, scope, b"", (await self._run(scope, receive)).as_text())
+                await self._answer(sent, scope, (await self._run(scope, receive)).as_text())
             else:
-                await self._answer(sent, scope, b"", await self._run(scope, receive))
+                await self._answer(sent, scope, await self._run(scope, receive))
         finally:
             log.info("%s %s %s%s %.1f ms", method, path, status or "-",
                      "" if rows is None else f" rows={rows}", (time.perf_counter() - started) * 1e3)
@@ -340,7 +338,7 @@ class Gateway:
         inner: asyncio.Future[Captured] | None = None
         try:
             body = await read_body(scope, receive, limits.max_body_bytes)
-            content_type = header(scope, b"content-type").split(";")[0].strip().lower()
+            content_type = media_type(scope)
             rows = await count_rows(body, content_type)
             if rows is not None and rows > limits.max_rows:
                 raise Refusal(413, f"{rows} rows: at most {limits.max_rows} per request")
@@ -351,7 +349,7 @@ class Gateway:
             # MLflow predicts in a worker thread, which a timeout cannot stop: the wait is
             # abandoned, not the work, and the slot is freed only when the work is done.
             captured = await asyncio.wait_for(asyncio.shield(inner), limits.request_timeout_seconds)
-            await self._answer(send, scope, body, captured)
+            await self._answer(send, scope, captured)
             return rows
         except Refusal as refusal:
             await respond(send, refusal.status, error_body(refusal.error_code, refusal.message),
@@ -382,14 +380,14 @@ class Gateway:
             captured.status = 500
         return captured
 
-    async def _answer(self, send: Send, scope: Scope, body: bytes, captured: Captured) -> None:
+    async def _answer(self, send: Send, scope: Scope, captured: Captured) -> None:
         """Pass a success through; rewrite an error to a safe answer."""
         status, content = captured.status, b"".join(captured.chunks)
         if status >= 400:
             if status >= 500:
                 log.warning("%s %s: MLflow answered %d (%s)", scope["method"], scope["path"],
                             status, _error_code(content))
-            status, content = safe_error(status, content, lambda: _reparse(body, scope))
+            status, content = safe_error(status, content)
             allow = [(k, v) for k, v in captured.headers if k.lower() == b"allow"]  # with a 405
             await respond(send, status, content, retry_after=status in (503, 504), extra=allow)
             return
@@ -437,7 +435,7 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 def canned(status: int) -> bytes:
     """The answer of a status that needs no explanation from the request."""
-    return safe_error(status, b"", lambda: None)[1]
+    return safe_error(status, b"")[1]
 
 
 def _error_code(content: bytes) -> str:
@@ -449,10 +447,9 @@ def _error_code(content: bytes) -> str:
     return code if isinstance(code, str) else "no code"
 
 
-def _reparse(body: bytes, scope: Scope) -> Any:
-    if header(scope, b"content-type").split(";")[0].strip().lower() != "application/json":
-        return None
-    return json.loads(body)
+def media_type(scope: Scope) -> str:
+    """The request's Content-Type without its parameters, lower case."""
+    return header(scope, b"content-type").split(";")[0].strip().lower()
 
 
 def header(scope: Scope, name: bytes) -> str:

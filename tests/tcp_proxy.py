@@ -6,12 +6,7 @@ import socket
 import threading
 from contextlib import suppress
 
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.server import free_port
 
 
 class TcpProxy:

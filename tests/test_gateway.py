@@ -296,15 +296,11 @@ def answer(content: bytes) -> dict[str, Any]:
     return body
 
 
-def no_request() -> Any:
-    raise AssertionError("the request body should not be needed")
-
-
 def test_the_models_own_safe_message_is_kept_with_its_code() -> None:
     body = mlflow_error(f"Failed to predict data '{VALUE}'. Error: age: must be 0..130 at row 1",
                         "INVALID_PARAMETER_VALUE", safe_message="age: must be 0..130 at row 1",
                         stack_trace=f"Traceback ... {VALUE}")
-    status, content = safe_error(400, body, no_request)
+    status, content = safe_error(400, body)
     assert status == 400
     assert answer(content) == {"error_code": "INVALID_PARAMETER_VALUE",
                                "message": "age: must be 0..130 at row 1"}
@@ -312,7 +308,7 @@ def test_the_models_own_safe_message_is_kept_with_its_code() -> None:
 
 def test_a_safe_message_without_a_string_code_gets_the_status_code() -> None:
     body = dumps({"error_code": 503, "safe_message": "socio_eco cannot be read; retry later"})
-    status, content = safe_error(503, body, no_request)
+    status, content = safe_error(503, body)
     assert (status, answer(content)["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
 
 
@@ -327,34 +323,21 @@ def test_a_safe_message_without_a_string_code_gets_the_status_code() -> None:
 )
 def test_statuses_with_a_canned_answer(status: int, code: str, message: str) -> None:
     mlflow_text = f"This predictor only supports ... Got '{VALUE}'".encode()
-    assert safe_error(status, mlflow_text, no_request) == (status, error_body(code, message))
+    assert safe_error(status, mlflow_text) == (status, error_body(code, message))
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 599])
 def test_a_server_error_without_a_safe_message_is_a_plain_500(status: int) -> None:
     body = mlflow_error(f"boom on {VALUE}", "INTERNAL_ERROR", stack_trace=f"Traceback {VALUE}")
-    got_status, content = safe_error(status, body, no_request)
+    got_status, content = safe_error(status, body)
     assert got_status == 500
     assert answer(content) == {"error_code": "INTERNAL_ERROR", "message": "internal error while scoring; "
                                "it is logged, retry later or report it"}
 
 
-def test_another_4xx_is_explained_from_the_request() -> None:
-    request = {"dataframe_records": records(3, age=VALUE)}
-    body = mlflow_error(f"Failed to enforce schema of data '{VALUE}'", stack_trace=f"Traceback {VALUE}")
-    status, content = safe_error(400, body, lambda: request)
-    assert status == 400
-    assert answer(content) == {"error_code": "BAD_REQUEST", "message": "age: expected a number at row(s) 1"}
-
-
-@pytest.mark.parametrize(
-    "request_body",
-    [lambda: {"dataframe_records": records(2)}, lambda: None, lambda: json.loads(b"{" + VALUE.encode())],
-    ids=["nothing_to_diagnose", "not_json", "unreadable"],
-)
-def test_a_4xx_that_cannot_be_explained_gets_the_generic_message(request_body: Callable[[], Any]) -> None:
+def test_a_4xx_that_cannot_be_explained_gets_the_generic_message() -> None:
     for body in (mlflow_error(VALUE), VALUE.encode(), b""):
-        status, content = safe_error(400, body, request_body)
+        status, content = safe_error(400, body)
         assert status == 400
         assert answer(content) == {"error_code": "BAD_REQUEST", "message": "the rows do not match the "
                                    "model's input (columns and types: GET /openapi.json)"}
@@ -362,7 +345,7 @@ def test_a_4xx_that_cannot_be_explained_gets_the_generic_message(request_body: C
 
 def test_a_safe_message_that_is_not_a_string_is_not_trusted() -> None:
     body = mlflow_error(VALUE, safe_message={"row": VALUE})
-    status, content = safe_error(400, body, lambda: None)
+    status, content = safe_error(400, body)
     assert status == 400
     assert answer(content)["message"].startswith("the rows do not match the model's input")
 

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +19,11 @@ import pandas as pd
 import pytest
 import requests
 from conftest import throwaway_pg_database
-from tcp_proxy import TcpProxy, free_port
+from tcp_proxy import TcpProxy
 
+from bench.server import MODEL_DIR, VENV_BIN, ServerDidNotStart, chaos_command, launch
 from chaos_pyfunc.config import ENV_VARS
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL_DIR = REPO / "model"
-VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -52,29 +46,8 @@ def server_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
     return env
 
 
-def _log_tail(log_path: Path, chars: int = 6000) -> str:
-    try:
-        return log_path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "<no log>"
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server's whole process group (mlflow, then the uvicorn it exec'd)."""
-    if proc.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 def serve_command(port: int) -> list[str]:
-    return [str(VENV_BIN / "chaos"), "serve", "--model", str(MODEL_DIR), "--port", str(port)]
+    return chaos_command()(port)
 
 
 def mlflow_serve_command(port: int) -> list[str]:
@@ -89,29 +62,11 @@ def mlflow_serve_command(port: int) -> list[str]:
 def running_server(env: Mapping[str, str | None], cwd: Path, log_path: Path,
                    command: Callable[[int], list[str]] = serve_command) -> Iterator[str]:
     """Start the server on a free port; yield its base URL once GET /ping is 200."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command(port), cwd=cwd, env=server_env(env), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with code {proc.returncode} before answering /ping; "
-                            f"its log:\n{_log_tail(log_path)}", pytrace=False)
-            with suppress(requests.RequestException):
-                if requests.get(f"{base_url}/ping", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /ping within {STARTUP_TIMEOUT_SECONDS:.0f} s; "
-                            f"its log:\n{_log_tail(log_path)}", pytrace=False)
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        _stop(proc)
+        with launch(command, server_env(env), cwd, log_path, STARTUP_TIMEOUT_SECONDS) as served:
+            yield served.url
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # ---------------------------------------------------------------- requests to the server

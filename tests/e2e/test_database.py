@@ -19,12 +19,12 @@ from conftest import request_rows
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.server import free_port
 from chaos_pyfunc.db import INDICATORS
 
 from .conftest import (
     TcpProxy,
     error_message,
-    free_port,
     invoke,
     running_server,
     score,
