@@ -1,5 +1,5 @@
 """SIGTERM during load: every request the server had started on is answered 200 before it
-exits; it stops accepting new ones at once, and exits cleanly well within the pod's grace
+exits; it stops accepting new ones within a tick, and exits cleanly well within the pod's grace
 period (k8s/base/deployment.yaml: preStop sleep, then SIGTERM, then terminationGracePeriodSeconds)."""
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ def test_sigterm_under_load_loses_no_request_in_flight(
     assert len(groups["in_flight"]) >= 2, "the load put too few requests in flight to prove anything"
     assert all(a.status == 200 for a in groups["in_flight"]), groups["in_flight"]
     assert all(a.status == 200 or a.error == CONNECTION for a in groups["race"]), groups["race"]
-    assert all(a.error == CONNECTION for a in groups["after"]), "accepted work after SIGTERM"
+    # uvicorn notices the signal at its next tick (every 0.1 s, later on a busy event loop): a
+    # request sent just after SIGTERM may still be taken, and is then answered in full before
+    # the exit. Any other one finds the port closed. Nothing else: no 5xx, no timeout.
+    assert all(a.error == CONNECTION or (a.status == 200 and a.ended <= exited)
+               for a in groups["after"]), [(a.status, a.error) for a in groups["after"]]
     # uvicorn finishes its shutdown, then re-raises the signal: "killed by SIGTERM" is its clean exit.
     assert code == -signal.SIGTERM
     assert drain < Settings().shutdown_timeout_seconds
