@@ -123,6 +123,14 @@ def test_exactly_one_input_field_is_required(document: dict[str, Any], found: st
     assert refused.message.endswith(found)
 
 
+INDEX_MESSAGE = "dataframe_split.index: expected a list of one label per row, or no index"
+
+
+def test_a_split_index_of_one_label_per_row_is_accepted() -> None:
+    body = {**split(3), "index": ["a", "b", "c"]}
+    assert parse_json_body(dumps({"dataframe_split": body}))[1] == 3
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [([VALUE], "dataframe_split: expected an object with columns and data"),
@@ -131,9 +139,13 @@ def test_exactly_one_input_field_is_required(document: dict[str, Any], found: st
      ({"data": []}, "dataframe_split.columns: expected a list of column names"),
      ({"columns": [*COLUMNS, 3], "data": []}, "dataframe_split.columns: expected a list of column names"),
      ({"columns": [*COLUMNS[1:], VALUE], "data": []}, "missing column(s): date"),
-     ({"columns": [*COLUMNS, "age", "age", "contact"], "data": []}, "duplicate column(s): age, contact")],
+     ({"columns": [*COLUMNS, "age", "age", "contact"], "data": []}, "duplicate column(s): age, contact"),
+     ({"columns": COLUMNS, "data": [], "index": False}, INDEX_MESSAGE),
+     ({"columns": COLUMNS, "data": [], "index": [0]}, INDEX_MESSAGE),
+     ({"columns": COLUMNS, "data": [[VALUE] * len(COLUMNS)], "index": VALUE}, INDEX_MESSAGE)],
     ids=["not_an_object", "no_data", "data_not_a_list", "no_columns", "column_not_a_string",
-         "missing_column", "duplicate_columns"],
+         "missing_column", "duplicate_columns", "index_not_a_list", "index_too_long",
+         "index_a_string"],
 )
 def test_a_malformed_split_is_refused_naming_the_field(value: Any, message: str) -> None:
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_split": value})))
