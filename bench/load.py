@@ -89,13 +89,15 @@ def format_summary(title: str, summary: dict[str, object]) -> str:
 
 
 class SteadyLoad:
-    """POST ``body`` to ``url`` at ``rate`` requests per second from ``clients`` threads."""
+    """POST ``body`` to ``url`` at ``rate`` requests per second from ``clients`` threads, until
+    stopped or, with ``total``, until that many have been sent."""
 
     def __init__(self, url: str, body: bytes, rate: float, timeout: float, clients: int = 16,
-                 content_type: str = "application/json") -> None:
+                 content_type: str = "application/json", total: int | None = None) -> None:
         self.url = url
         self.body = body
         self.rate = rate
+        self.total = total
         self.timeout = timeout
         self.clients = clients
         self.headers = {"Content-Type": content_type}
@@ -130,11 +132,20 @@ class SteadyLoad:
         time.sleep(seconds)
         return self.stop()
 
+    def wait(self, timeout: float) -> bool:
+        """Wait for ``total`` requests to be sent and answered; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
     def _client(self) -> None:
         session = requests.Session()
         while not self._stop.is_set():
             with self._lock:
                 ticket = next(self._tickets)
+            if self.total is not None and ticket >= self.total:
+                return
             due = self.started + ticket / self.rate
             pause = due - time.monotonic()
             if pause > 0 and self._stop.wait(pause):

@@ -29,10 +29,14 @@ BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
 SAMPLE_SECONDS = 5.0
 
 
-def run(seconds: float, rate: float, warmup: float, workdir: Path) -> dict[str, object]:
+def run(seconds: float, rate: float, warmup: float, workdir: Path, total: int | None = None
+        ) -> dict[str, object]:
+    """``seconds`` of load at ``rate``; with ``total``, until that many requests are answered
+    instead (however long a slow machine takes, up to 10 times the expected time)."""
     url = fresh_database(ADMIN_URL, DATABASE)
     with chaos_server({"CHAOS_DATABASE_URL": url}, workdir) as served:
-        load = SteadyLoad(f"{served.url}/invocations", BODY, rate, Settings().request_timeout_seconds)
+        load = SteadyLoad(f"{served.url}/invocations", BODY, rate, Settings().request_timeout_seconds,
+                          total=total)
         samples: list[tuple[float, int]] = []
         done = threading.Event()
 
@@ -43,14 +47,18 @@ def run(seconds: float, rate: float, warmup: float, workdir: Path) -> dict[str, 
         sampler = threading.Thread(target=sample, daemon=True)
         load.start()
         sampler.start()
-        done.wait(seconds)
+        if total is None:
+            done.wait(seconds)
+        else:
+            load.wait(10 * total / rate + 60)
         done.set()
         report = load.stop()
         sampler.join()
+        samples.append((load.elapsed(), rss_bytes(served.pid)))  # the end, exactly
     after_warmup = next((rss for t, rss in samples if t >= warmup), samples[0][1])
     end = samples[-1][1]
     return {
-        "seconds": seconds, "rate_per_s": rate, **report.summary(),
+        "seconds": round(samples[-1][0], 1), "rate_per_s": rate, **report.summary(),
         "rss_after_warmup_mb": round(after_warmup / 2**20, 1), "rss_end_mb": round(end / 2**20, 1),
         "rss_max_mb": round(max(r for _, r in samples) / 2**20, 1),
         "rss_growth_pct": round(100 * (end - after_warmup) / after_warmup, 2),

@@ -9,7 +9,7 @@ import pytest
 from conftest import SOCIO_ECO_CSV, engine_with_indicators
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from tcp_proxy import TcpProxy
+from support.tcp_proxy import TcpProxy
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import throwaway_pg_database
-from tcp_proxy import TcpProxy
+from support.tcp_proxy import TcpProxy
 
 from bench.server import MODEL_DIR, VENV_BIN, ServerDidNotStart, chaos_command, launch
 from chaos_pyfunc.config import ENV_VARS

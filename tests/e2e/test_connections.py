@@ -1,5 +1,6 @@
-"""Connection hygiene under load: 10,000 requests that each read socio_eco (cache off) open no
-more than the pool's bound of PostgreSQL connections, leak none, and old ones are recycled."""
+"""Connection hygiene under load: 2,000 concurrent requests that each read socio_eco (cache off)
+open no more than the pool's bound of PostgreSQL connections, leak none, and old ones are
+recycled. (A leak of one connection in a few thousand reads would pass the pool's bound here.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bench.server import REPO, Served, chaos_server
 
 pytestmark = pytest.mark.e2e
 
-REQUESTS = 10_000
+REQUESTS = 2_000
 CLIENTS = 8
 POOL_SIZE = 2  # the default: at most 2 * POOL_SIZE connections
 BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
@@ -68,7 +69,7 @@ def hammer(url: str, total: int, clients: int) -> list[int]:
     return statuses
 
 
-def test_10k_requests_stay_within_the_pool_and_leak_nothing(server: Served, module_pg_url: str) -> None:
+def test_2k_concurrent_requests_stay_within_the_pool_and_leak_nothing(server: Served, module_pg_url: str) -> None:
     counts: list[int] = []
     done = threading.Event()
 

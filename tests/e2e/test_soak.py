@@ -1,5 +1,6 @@
-"""A short soak (bench/soak.py; `make soak` runs 10 minutes): steady load, not one error. The
-latency and memory figures are printed, not asserted: the benchmark is where they are judged."""
+"""A short soak (bench/soak.py; `make soak` runs 10 minutes): a steady load, every request
+answered 200. The pace, latency and memory figures are printed, not asserted: the benchmark is
+where they are judged, since a loaded machine sends and answers more slowly."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from bench.soak import run
 
 pytestmark = pytest.mark.e2e
 
-SECONDS, RATE = 30.0, 50.0
+REQUESTS, RATE = 1500, 50.0
 
 
 def test_a_steady_load_gets_no_error(tmp_path) -> None:
-    result = run(SECONDS, RATE, warmup=10.0, workdir=tmp_path)
+    result = run(REQUESTS / RATE, RATE, warmup=10.0, workdir=tmp_path, total=REQUESTS)
     print(format_summary("short soak", result))
-    assert result["sent"] >= 0.95 * SECONDS * RATE
-    assert result["2xx"] == result["sent"], result
+    assert result["sent"] == REQUESTS, result  # nothing left unsent or unanswered
+    assert result["2xx"] == REQUESTS, result

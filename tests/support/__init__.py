@@ -1,0 +1,1 @@
+"""Helpers the tests share: real sockets, real processes, nothing mocked."""
