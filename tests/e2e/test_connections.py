@@ -69,7 +69,8 @@ def hammer(url: str, total: int, clients: int) -> list[int]:
     return statuses
 
 
-def test_2k_concurrent_requests_stay_within_the_pool_and_leak_nothing(server: Served, module_pg_url: str) -> None:
+def test_2k_concurrent_requests_stay_within_the_pool_and_leak_nothing(
+        server: Served, module_pg_url: str) -> None:
     counts: list[int] = []
     done = threading.Event()
 
