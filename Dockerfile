@@ -1,5 +1,7 @@
-# One image for every environment: MLflow's scoring app for the committed model/, behind the
-# gateway (chaos_pyfunc/gateway.py), on port 8080.
+# One image for every environment: MLflow's scoring app behind the gateway
+# (chaos_pyfunc/gateway.py), on port 8080. Code ships in the image, models through the registry:
+# the pods set CHAOS_MODEL_URI=models:/chaos-appetence/<N>; without it the image serves the
+# embedded default, the committed model/.
 # Build (see `make image`): docker build --build-arg GIT_COMMIT=… --build-arg MODEL_VERSION=… .
 ARG BASE_IMAGE=python:3.11-slim
 # checkov:skip=CKV_DOCKER_7:the base is a build argument (tests build on a local Debian base); its default is the python:3.11-slim version tag
@@ -54,10 +56,11 @@ LABEL org.opencontainers.image.title="chaos" \
 
 # One uvicorn process per container (`chaos serve` runs no launcher and no worker pool):
 # scale with replicas.
-ENV HOME=/tmp
+ENV HOME=/tmp \
+    CHAOS_MODEL_URI=/app/model
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
   CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/ping', timeout=2)"]
 ENTRYPOINT ["tini", "-g", "--"]
-CMD ["chaos", "serve", "--model", "/app/model", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["chaos", "serve", "--host", "0.0.0.0", "--port", "8080"]

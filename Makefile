@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test lint train db-postgres image base-image bench bench-batch soak outage clean
+.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,8 +58,21 @@ test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432
 lint: venv ## ruff
 	$(BIN)/ruff check .
 
-train: venv ## train on $(DATA)/customers.csv, log and register a version, export it to model/
+train: venv ## train on $(DATA)/customers.csv, log and register a version (MLFLOW_TRACKING_URI, else var/), export it to model/
 	$(BIN)/chaos train --customers $(DATA)/customers.csv --export model
+
+# The model registry here: what k8s/registry runs in production, on loopback, with PostgreSQL
+# behind it and the artifacts in var/registry instead of a GCS bucket.
+REGISTRY_PORT ?= 5001
+REGISTRY_DB   ?= mlflow
+registry: venv ## run a model registry (mlflow server) on http://127.0.0.1:$(REGISTRY_PORT), PostgreSQL database $(REGISTRY_DB)
+	psql -h 127.0.0.1 -U root -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(REGISTRY_DB)'" \
+	  | grep -q 1 || createdb -h 127.0.0.1 -U root $(REGISTRY_DB)
+	$(BIN)/mlflow server --backend-store-uri postgresql+psycopg2://root@127.0.0.1:5432/$(REGISTRY_DB) \
+	  --artifacts-destination var/registry --host 127.0.0.1 --port $(REGISTRY_PORT) --workers 2
+
+promote: venv ## point ALIAS (staging|production) at VERSION if it passes the gate: make promote VERSION=3 ALIAS=staging
+	$(BIN)/chaos promote $(VERSION) --alias $(ALIAS) --customers $(DATA)/customers.csv
 
 db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 	$(BIN)/chaos db init

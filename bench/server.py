@@ -56,8 +56,8 @@ def _log_tail(log: Path, chars: int = 6000) -> str:
 
 @contextmanager
 def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Path, log: Path,
-           startup_seconds: float = 60) -> Iterator[Served]:
-    """``command(port)`` on a free port with exactly ``env``; yields once GET /ping is 200.
+           startup_seconds: float = 60, ready_path: str = "/ping") -> Iterator[Served]:
+    """``command(port)`` on a free port with exactly ``env``; yields once GET ``ready_path`` is 200.
 
     On exit its whole process group gets SIGTERM (a graceful stop: `mlflow models serve` and
     the uvicorn it starts, or `chaos serve` alone), then SIGKILL if it lingers.
@@ -73,13 +73,13 @@ def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Pat
         while True:
             if process.poll() is not None:
                 raise ServerDidNotStart(f"the server exited with code {process.returncode} before "
-                                        f"answering /ping; its log:\n{_log_tail(log)}")
+                                        f"answering {ready_path}; its log:\n{_log_tail(log)}")
             with suppress(requests.RequestException):
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                if requests.get(f"{url}{ready_path}", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise ServerDidNotStart(f"the server did not answer /ping within {startup_seconds:.0f} s; "
-                                        f"its log:\n{_log_tail(log)}")
+                raise ServerDidNotStart(f"the server did not answer {ready_path} within "
+                                        f"{startup_seconds:.0f} s; its log:\n{_log_tail(log)}")
             time.sleep(0.05)
         yield Served(url, process, log)
     finally:

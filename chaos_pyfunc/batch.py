@@ -154,8 +154,9 @@ def score_spark(frame: pyspark.sql.DataFrame, model_uri: str) -> pyspark.sql.Dat
     from pyspark.sql import functions
 
     udf = mlflow.pyfunc.spark_udf(frame.sparkSession, model_uri, result_type="double", env_manager="local")
-    columns = [functions.col(c).cast("double").alias(c) if c in schema.INTEGERS else functions.col(c)
-               for c in schema.INPUT_COLUMNS]
+    # Integer columns go as they are: long (or int) is what the signature takes; a fractional
+    # double is refused by MLflow's schema check, never truncated by a cast here.
+    columns = [functions.col(c) for c in schema.INPUT_COLUMNS]
     if frame.schema[schema.DATE].dataType.typeName() in ("date", "timestamp"):  # e.g. CSV with inferSchema
         columns[0] = functions.date_format(schema.DATE, "yyyy-MM-dd").alias(schema.DATE)
     return frame.withColumn(schema.OUTPUT_COLUMN, udf(functions.struct(*columns)))

@@ -7,10 +7,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chaos_pyfunc.config import ConfigError, load_settings
 from chaos_pyfunc.db import TABLES, DataError, init_schema, load_csv, make_engine, seed_embedded
+from chaos_pyfunc.package_version import UnusableModel
+
+if TYPE_CHECKING:
+    from chaos_pyfunc.pipeline import Hyperparameters
 
 
 def _db_init(args: argparse.Namespace) -> str:
@@ -35,19 +41,66 @@ def _db_load(args: argparse.Namespace) -> str:
     return f"loaded {count} rows into {args.table} at {settings.safe_url()}"
 
 
+ALIASES = ("staging", "production")  # registry.ALIASES, without importing MLflow for --help
+HYPERPARAMETERS = (("learning_rate", float, "gradient boosting's shrinkage"),
+                   ("max_iter", int, "boosting rounds at most"),
+                   ("max_leaf_nodes", int, "leaves per tree"),
+                   ("min_samples_leaf", int, "contacts per leaf at least"))
+
+
+class Refused(Exception):
+    """The command ran and said no (a gate refusal): its report is printed, the exit code is 1."""
+
+
+def _hyperparameters(args: argparse.Namespace) -> Hyperparameters:
+    from chaos_pyfunc.pipeline import Hyperparameters
+
+    given = {name: getattr(args, name) for name, _, _ in HYPERPARAMETERS if getattr(args, name) is not None}
+    return replace(Hyperparameters(), **given)
+
+
 def _train(args: argparse.Namespace) -> str:
     from chaos_pyfunc.train import TrainOptions, train  # MLflow is slow to import: only when needed
 
-    result = train(TrainOptions(customers=args.customers, holdout_months=args.holdout_months,
-                                export_dir=args.export, register=not args.no_register))
+    result = train(TrainOptions(customers=args.customers, backtest_months=args.backtest_months,
+                                export_dir=args.export, register=not args.no_register),
+                   _hyperparameters(args))
     return json.dumps({"run_id": result.run_id, "model_uri": result.model_uri,
                        "version": result.version, "metrics": result.metrics}, indent=2)
 
 
 def _promote(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.train import promote
+    from chaos_pyfunc import dataset, gate, registry
 
-    return f"champion is now {promote(args.version, args.export)}"
+    if args.force and not args.reason:
+        raise ConfigError("--force needs --reason TEXT: it is recorded on the version")
+    settings = load_settings()
+    client = registry.use_tracking_store()
+    try:
+        verdict = gate.promote(client, dataset.load(args.customers, settings), settings, args.version,
+                               args.alias, args.reason if args.force else None)
+    except gate.GateError as exc:
+        raise ConfigError(str(exc)) from None
+    if not verdict.moved:
+        raise Refused(verdict.report())
+    return verdict.report()
+
+
+def _retrain(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.retrain import retrain
+
+    outcome = retrain(args.alias, load_settings())
+    if not outcome.ok:
+        raise Refused(outcome.message)
+    return outcome.message
+
+
+def _export(args: argparse.Namespace) -> str:
+    from chaos_pyfunc import registry
+    from chaos_pyfunc.train import export_model
+
+    registry.use_tracking_store()
+    return f"exported {args.model_uri} (version {export_model(args.model_uri, args.to)}) to {args.to}"
 
 
 def _score(args: argparse.Namespace) -> str:
@@ -70,7 +123,7 @@ def _score(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace) -> str:
     from chaos_pyfunc.serve import serve  # MLflow is slow to import: only when needed
 
-    serve(args.model, args.host, args.port)
+    serve(args.model or load_settings().model_uri, args.host, args.port)
     return "stopped"
 
 
@@ -91,16 +144,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train, evaluate, log and register a model version")
     train.add_argument("--customers", help="a customers CSV (default: the customers table)")
-    train.add_argument("--holdout-months", type=int, default=6,
-                       help="months at the end kept for the time-ordered evaluation")
+    train.add_argument("--backtest-months", type=int, default=6,
+                       help="the last months scored one by one by a model of the months before")
+    for name, kind, meaning in HYPERPARAMETERS:
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{meaning} (hyperparameter)")
     train.add_argument("--export", type=Path, help="also write the model directory here (e.g. model)")
     train.add_argument("--no-register", action="store_true", help="log the model without registering it")
     train.set_defaults(run=_train)
 
-    promote = commands.add_parser("promote", help="set the champion alias to a registered version")
+    promote = commands.add_parser(
+        "promote", help="point an alias at a version if it passes the gate against the alias's version")
     promote.add_argument("version")
-    promote.add_argument("--export", type=Path, help="also write the champion's model directory here")
+    promote.add_argument("--alias", required=True, choices=ALIASES)
+    promote.add_argument("--customers", help="judge on this customers CSV (default: the customers table)")
+    promote.add_argument("--force", action="store_true", help="move the alias even if the gate refuses")
+    promote.add_argument("--reason", help="why --force (recorded on the version)")
     promote.set_defaults(run=_promote)
+
+    retrain = commands.add_parser(
+        "retrain", help="if the tables changed since the alias's version: train, register, gate, promote")
+    retrain.add_argument("--alias", required=True, choices=ALIASES)
+    retrain.set_defaults(run=_retrain)
+
+    export = commands.add_parser("export", help="write a registered version's files to a directory")
+    export.add_argument("model_uri", help="e.g. models:/chaos-appetence@production")
+    export.add_argument("--to", type=Path, required=True, help="the directory (e.g. model)")
+    export.set_defaults(run=_export)
 
     score = commands.add_parser("score", help="score a whole CSV file or table in chunks (batch scoring)")
     source = score.add_mutually_exclusive_group(required=True)
@@ -113,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(run=_score)
 
     serve = commands.add_parser("serve", help="serve the model over HTTP (what the image runs)")
-    serve.add_argument("--model", default="model", help="the model directory or URI (default: model)")
+    serve.add_argument("--model", help="a model directory or MLflow URI, e.g. models:/chaos-appetence/7 "
+                       "(default: CHAOS_MODEL_URI, else model)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
     serve.set_defaults(run=_serve)
@@ -125,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         print(args.run(args))
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except Refused as refusal:
+        print(refusal)
+        return 1
+    except (ConfigError, DataError, FileNotFoundError, UnusableModel) as exc:
         print(f"chaos: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -36,6 +36,9 @@ ENV_VARS = {
     "max_in_flight": "CHAOS_MAX_IN_FLIGHT",
     "request_timeout_seconds": "CHAOS_REQUEST_TIMEOUT_SECONDS",
     "shutdown_timeout_seconds": "CHAOS_SHUTDOWN_TIMEOUT_SECONDS",
+    "model_uri": "CHAOS_MODEL_URI",
+    "gate_max_auc_drop": "CHAOS_GATE_MAX_AUC_DROP",
+    "gate_min_roc_auc": "CHAOS_GATE_MIN_ROC_AUC",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -72,6 +75,13 @@ class Settings:
     request_timeout_seconds: float = 10.0
     # On SIGTERM, requests in flight get this long to finish (below the pod's grace period).
     shutdown_timeout_seconds: float = 20.0
+    # The model `chaos serve` serves: a directory or an MLflow URI (models:/chaos-appetence/7).
+    # The default is the one baked into the image (model/, relative to the working directory).
+    model_uri: str = "model"
+    # The promotion gate (gate.py): a candidate whose ROC AUC is below the current version's by
+    # more than this is refused; with no current version, its AUCs must reach the floor.
+    gate_max_auc_drop: float = 0.01
+    gate_min_roc_auc: float = 0.65
 
     def __post_init__(self) -> None:
         try:
@@ -92,6 +102,9 @@ class Settings:
             "max_in_flight": self.max_in_flight >= 1,
             "request_timeout_seconds": self.request_timeout_seconds > 0,
             "shutdown_timeout_seconds": self.shutdown_timeout_seconds >= 0,
+            "model_uri": bool(self.model_uri.strip()),
+            "gate_max_auc_drop": 0 <= self.gate_max_auc_drop <= 1,
+            "gate_min_roc_auc": 0 <= self.gate_min_roc_auc <= 1,
         }
         for name, ok in checks.items():
             if not ok:

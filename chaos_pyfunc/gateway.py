@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import json
 import logging
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
@@ -107,7 +111,7 @@ def _split_rows(split: object) -> int:
     bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != width]
     if bad:
         raise Refusal(400, f"dataframe_split.data: expected a list of {width} values (one per "
-                           f"column) at row(s) {schema.list_rows(_mask(bad, len(data)))}")
+                           f"column) at {schema.at_rows(_mask(bad, len(data)))}")
     return len(data)
 
 
@@ -121,7 +125,7 @@ def _records_rows(records: object) -> int:
         missing = ([c for c in schema.INPUT_COLUMNS if c not in first]
                    if isinstance(first, dict) else list(schema.INPUT_COLUMNS))
         raise Refusal(400, f"dataframe_records: missing column(s) {', '.join(missing)} at "
-                           f"row(s) {schema.list_rows(_mask(bad, len(records)))}")
+                           f"{schema.at_rows(_mask(bad, len(records)))}")
     return len(records)
 
 
@@ -180,8 +184,8 @@ def csv_rows(body: bytes) -> int:
     return max(lines - 1, 0)
 
 
-NUMBER_TYPES = frozenset({int, float, type(None)})  # not bool: JSON true is no age
 STRING_TYPES = frozenset({str, type(None)})  # a null is refused later, by the field's own rule
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 NOT_A_ROW = object()
 
 
@@ -208,28 +212,67 @@ def _column_values(document: Any) -> dict[str, list[Any]] | None:
 
 
 def diagnose(document: Any) -> str | None:
-    """Which fields hold values of the wrong JSON type (a number column given a string or a
-    boolean, a text column given a number, a list or an object), by row; None if none do.
+    """Which fields hold values of the wrong JSON type, by row; None if none do: an integer
+    column given anything but a whole number (a string, a boolean, null, 35.5), a text column
+    given a number, a list or an object.
 
-    Checked before MLflow sees the request, whose casts would otherwise score ``true`` as 1 or
-    refuse with a message quoting the rows. Only field names and row numbers, never the values.
+    Checked before MLflow sees the request, whose casts would otherwise score ``true`` as 1,
+    truncate 35.5 to 35, or refuse with a message quoting the rows. Only field names and row
+    numbers, never the values.
     """
     columns = _column_values(document)
     if columns is None:
         return None
     problems = []
     for column, values in columns.items():
-        numeric = column in schema.INTEGERS
-        if set(map(type, values)) <= (NUMBER_TYPES if numeric else STRING_TYPES):
-            continue  # the common case, at C speed
-        bad = [not _fits(value, numeric) for value in values]
-        kind = "a number" if numeric else "a string"
-        problems.append(f"{column}: expected {kind} at row(s) {schema.list_rows(bad)}")
+        if column in schema.INTEGERS:
+            problems += _integer_problems(column, values)
+        elif not set(map(type, values)) <= STRING_TYPES:
+            bad = [type(v) not in STRING_TYPES for v in values]
+            problems.append(f"{column}: expected a string at {schema.at_rows(bad)}")
     return "; ".join(problems) or None
 
 
-def _fits(value: object, numeric: bool) -> bool:
-    return type(value) in (NUMBER_TYPES if numeric else STRING_TYPES)
+def _integer_problems(column: str, values: list[Any]) -> list[str]:
+    """An integer column's values that MLflow's cast to the signature's long would truncate
+    (35.5), fail on (null, "35") or wrap; validate() judges the ranges of the others."""
+    if all(type(v) is int for v in values) and min(values, default=0) >= INT64_MIN \
+            and max(values, default=0) <= INT64_MAX:
+        return []  # the common case
+    problems = []
+    bad = [not _whole(v) for v in values]
+    if any(bad):
+        problems.append(f"{column}: expected an integer at {schema.at_rows(bad)}")
+    rule = schema.INTEGERS[column]  # worded as validate() words it
+    huge = [not b and not INT64_MIN <= v <= INT64_MAX for v, b in zip(values, bad, strict=True)]
+    if any(huge):
+        problems.append(f"{column}: must be {rule.describe()} ({rule.meaning}) at "
+                        f"{schema.at_rows(huge)}")
+    return problems
+
+
+CSV_INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")  # 35 or 35.0, as pandas reads an int64
+
+
+def diagnose_csv(body: bytes) -> str | None:
+    """diagnose() for a CSV body's integer columns, which MLflow reads as int64: a value that is
+    not a whole number (35.5, "x", empty) would fail its read without naming the field."""
+    try:
+        frame = pd.read_csv(io.BytesIO(body), usecols=list(schema.INTEGERS), dtype=str,
+                            keep_default_na=False)
+    except (ValueError, pd.errors.ParserError):
+        return None  # not a readable CSV: MLflow says so, and the gateway rewrites its message
+    problems = []
+    for column in schema.INTEGERS:
+        texts = frame[column].str.strip()
+        problems += _integer_problems(column, [int(t.split(".")[0]) if CSV_INTEGER.fullmatch(t) else None
+                                              for t in texts])
+    return "; ".join(problems) or None
+
+
+def _whole(value: object) -> bool:
+    """A JSON number without a fraction: 35 or 35.0, not 35.5, true, "35" or null."""
+    return type(value) is int or (type(value) is float and value.is_integer())
 
 
 # ------------------------------------------------------------------ rewriting MLflow's errors
@@ -254,10 +297,10 @@ def safe_error(status: int, body: bytes) -> tuple[int, bytes]:
         return 415, error_body("BAD_REQUEST", CONTENT_TYPE_MESSAGE)
     if status == 404:
         return 404, error_body("ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, "
-                                                     "GET /ping, /health, /version, /openapi.json")
+                                                     "GET /ping, /health, /version, /model, /openapi.json")
     if status == 405:
         return 405, error_body("BAD_REQUEST", "method not allowed: POST /invocations, GET /ping, "
-                                              "/health, /version, /openapi.json")
+                                              "/health, /version, /model, /openapi.json")
     if status == 504:
         return 504, error_body("DEADLINE_EXCEEDED", "the request took too long; retry later")
     if status >= 500:
@@ -294,12 +337,17 @@ def quiet_mlflow_quotes() -> None:
 class Gateway:
     """MLflow's scoring app behind limits, load shedding, timeouts and safe error answers."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any],
+                 model: dict[str, str | None] | None = None) -> None:
         quiet_mlflow_quotes()
         self.app = app
         self.limits = limits
         self.in_flight = 0
         self._openapi = json.dumps(openapi).encode()
+        # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
+        self._model = json.dumps(model or {}).encode()
+        version = (model or {}).get("version")
+        self._version_header = [(b"x-model-version", str(version).encode())] if version else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -313,6 +361,7 @@ class Gateway:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *self._version_header]}
             await send(message)
 
         try:
@@ -320,6 +369,11 @@ class Gateway:
                 rows = await self._invocations(scope, receive, sent)
             elif path == "/openapi.json" and method == "GET":
                 await respond(sent, 200, self._openapi)
+            elif path == "/model":
+                if method == "GET":
+                    await respond(sent, 200, self._model)
+                else:
+                    await respond(sent, 405, canned(405), extra=[(b"allow", b"GET")])
             elif path in HIDDEN_PATHS:
                 await respond(sent, 404, canned(404))
             elif path == "/version" and method == "GET":  # MLflow labels its plain text JSON
@@ -493,7 +547,12 @@ async def count_rows(body: bytes, content_type: str) -> int:
             return (await asyncio.to_thread(parse_json_body, body))[1]
         return parse_json_body(body)[1]
     if content_type == "text/csv":
-        return csv_rows(body)
+        rows = csv_rows(body)
+        problems = (await asyncio.to_thread(diagnose_csv, body) if len(body) > PARSE_IN_THREAD_BYTES
+                    else diagnose_csv(body))
+        if problems:
+            raise Refusal(400, problems)
+        return rows
     raise Refusal(415, CONTENT_TYPE_MESSAGE)
 
 

@@ -13,6 +13,7 @@ import gc
 import logging
 import pickle
 import traceback
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -25,7 +26,7 @@ from mlflow.protos.databricks_pb2 import (
     TEMPORARILY_UNAVAILABLE,
 )
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import package_version, schema
 from chaos_pyfunc.compiled import CompiledPipeline, compile_pipeline
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.db import make_engine, seed_embedded
@@ -86,9 +87,12 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         # Settings come from the serving machine's environment, never from training time.
+        pipeline_path = Path(context.artifacts[PIPELINE_ARTIFACT])
+        # Before anything else: a model this package cannot run is refused, naming both versions.
+        package_version.check_compatible(pipeline_path.parents[1], f"the model at {pipeline_path.parents[1]}")
         settings = load_settings()
         seed_embedded(settings)
-        with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
+        with open(pipeline_path, "rb") as handle:
             pipeline = pickle.load(handle)  # noqa: S301 - our own artifact, written by train.py
         source = IndicatorSource.for_serving(make_engine(settings, read_only=True), settings)
         try:  # the first request then finds the cache warm; a database still away is no reason

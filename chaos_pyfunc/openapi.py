@@ -44,6 +44,7 @@ def spec(settings: Settings) -> dict[str, Any]:
                             "description": "at least: " + ", ".join(columns)},
                 "data": {"type": "array", "maxItems": settings.max_rows,
                          "items": {"type": "array", "items": cell}},
+                "index": {"type": ["array", "null"], "description": "optional: one label per row"},
             },
         }},
     }
@@ -83,6 +84,10 @@ def spec(settings: Settings) -> dict[str, Any]:
             "/ping": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
             "/version": {"get": {"summary": "MLflow version", "responses": {"200": text}}},
+            "/model": {"get": {"summary": "The model served (also in every answer's X-Model-Version)",
+                               "responses": {"200": {"description": "its URI, name and registry version",
+                                                     "content": {"application/json": {"schema": {
+                                                         "$ref": "#/components/schemas/Model"}}}}}}},
         },
         "components": {"schemas": {
             "Customer": row,
@@ -94,6 +99,12 @@ def spec(settings: Settings) -> dict[str, Any]:
                     "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0,
                                                           "maximum": 1}},
                 }}},
+            },
+            "Model": {
+                "type": "object", "required": ["uri", "name", "version", "package_version"],
+                "properties": {"uri": {"type": "string"}, "name": {"type": ["string", "null"]},
+                               "version": {"type": ["string", "null"]},
+                               "package_version": {"type": "string"}},
             },
             "Error": {
                 "type": "object", "required": ["error_code", "message"],

@@ -6,7 +6,8 @@ is installed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,13 @@ class Hyperparameters:
 
     def as_params(self) -> dict[str, float | int]:
         return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> Hyperparameters:
+        """The hyperparameters a training run logged (as text); the default for any it did not."""
+        default = cls()
+        return cls(**{f.name: type(getattr(default, f.name))(params[f.name])
+                      for f in fields(cls) if f.name in params})
 
 
 def day_of_month(frame: pd.DataFrame) -> np.ndarray:

@@ -77,16 +77,17 @@ class InvalidInput(ValueError):
 def signature() -> ModelSignature:
     """The MLflow signature: only what a caller sends in, one double out."""
     inputs = [ColSpec("string", DATE)]
-    # Integers are declared double: the scoring server's cast of a JSON column to long
-    # truncates 35.5 to 35 silently, while validate() refuses it, naming the field. Python
-    # callers therefore pass these columns as floats (see as_signature_types).
-    inputs += [ColSpec("double" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
+    # Integers are long: pandas' int64 columns (pd.read_csv) go through as they are. The scoring
+    # server casts a JSON column to long and would truncate 35.5 to 35: the gateway refuses a
+    # number that is not whole before that (gateway.diagnose), naming the field.
+    inputs += [ColSpec("long" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
 
 
 def as_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
-    """The caller's columns typed as the signature declares them (integers as floats)."""
-    return frame.astype(dict.fromkeys([c for c in INTEGERS if c in frame.columns], "float64"))
+    """The caller's columns typed as the signature declares them (integers as int64): what a
+    frame of whole floats needs before MLflow's schema check, which refuses float64 for long."""
+    return frame.astype(dict.fromkeys([c for c in INTEGERS if c in frame.columns], "int64"))
 
 
 def list_rows(mask: np.ndarray | pd.Series, label: Callable[[int], str] = str) -> str:
@@ -97,7 +98,8 @@ def list_rows(mask: np.ndarray | pd.Series, label: Callable[[int], str] = str) -
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _rows(mask: np.ndarray | pd.Series) -> str:
+def at_rows(mask: np.ndarray | pd.Series) -> str:
+    """Where a rule fails, as every message of the input contract says it: "row 2", "rows 0, 5"."""
     return ("row " if np.count_nonzero(np.asarray(mask)) == 1 else "rows ") + list_rows(mask)
 
 
@@ -106,17 +108,17 @@ def _check_integers(frame: pd.DataFrame, column: str, rule: IntRange) -> tuple[p
     numbers = pd.to_numeric(raw, errors="coerce")
     not_integer = numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers != numbers.round())
     if not_integer.any():
-        return numbers, f"{column}: expected an integer at {_rows(not_integer)}"
+        return numbers, f"{column}: expected an integer at {at_rows(not_integer)}"
     out = (numbers < rule.low) | (numbers > rule.high)
     if out.any():
-        return numbers, f"{column}: must be {rule.describe()} ({rule.meaning}) at {_rows(out)}"
+        return numbers, f"{column}: must be {rule.describe()} ({rule.meaning}) at {at_rows(out)}"
     return numbers.astype("int64"), None
 
 
 def _check_category(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> str | None:
     bad = ~frame[column].isin(allowed)
     if bad.any():
-        return f"{column}: must be one of {', '.join(allowed)} at {_rows(bad)}"
+        return f"{column}: must be one of {', '.join(allowed)} at {at_rows(bad)}"
     return None
 
 
@@ -127,7 +129,7 @@ def _parse_dates(raw: pd.Series) -> tuple[pd.Series, str | None]:
     dates = pd.to_datetime(as_text.where(well_formed), format="%Y-%m-%d", errors="coerce")
     bad = dates.isna()
     if bad.any():
-        return dates, f"{DATE}: expected a date YYYY-MM-DD at {_rows(bad)}"
+        return dates, f"{DATE}: expected a date YYYY-MM-DD at {at_rows(bad)}"
     return dates, None
 
 

@@ -4,25 +4,87 @@ What `mlflow models serve --env-manager local` runs (uvicorn on MLflow's FastAPI
 its launcher process, plus the gateway. One process: SIGTERM reaches uvicorn itself, which
 stops accepting connections, lets the requests in flight finish (up to
 ``shutdown_timeout_seconds``), then exits.
+
+The model is a directory (the image's model/) or any MLflow model URI: ``models:/chaos-appetence/7``
+as the pods pin it, or ``models:/chaos-appetence@staging``. A URI is downloaded once, at start;
+if the registry cannot be reached, or the model needs another version of this package, the
+server says so and exits before it listens, so the pod never turns ready and the pods already
+running keep serving.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
+import yaml
 
 from chaos_pyfunc import openapi
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.gateway import Gateway, Limits
+from chaos_pyfunc.package_version import UnusableModel, check_compatible
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+META_FILE = "registered_model_meta"  # train.REGISTERED_MODEL_META; MLflow writes it on download
 
 
-def create_app(model_uri: str, settings: Settings) -> Gateway:
+class ModelUnavailable(UnusableModel):
+    """The model could not be had: no such directory, or the registry did not give it."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Which model a server serves: what /model answers and every answer's X-Model-Version says."""
+
+    uri: str
+    path: Path
+    name: str | None
+    version: str | None
+    package: str
+
+    def describe(self) -> str:
+        which = f"{self.name} version {self.version}" if self.version else "an unregistered model"
+        return f"{which} ({self.uri}), chaos-pyfunc {self.package}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"uri": self.uri, "name": self.name, "version": self.version,
+                "package_version": self.package}
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri and not uri.startswith(("models:", "runs:"))
+
+
+def locate(uri: str, download_dir: Path) -> ServedModel:
+    """The model as a local directory: ``uri`` itself, or its download into ``download_dir``."""
+    if _is_local(uri):
+        path = Path(uri)
+        if not (path / "MLmodel").is_file():
+            raise ModelUnavailable(f"{uri} is not a model directory (no MLmodel file in it)")
+    else:
+        import mlflow
+
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(download_dir)))
+        except Exception as exc:  # MLflow's message may carry the registry's address and credentials
+            raise ModelUnavailable(
+                f"cannot download {uri} from the model registry (MLFLOW_TRACKING_URI): "
+                f"{type(exc).__name__}; this server does not start without its model") from None
+    meta_path = path / META_FILE
+    meta = yaml.safe_load(meta_path.read_text()) if meta_path.is_file() else {}
+    version = (meta or {}).get("model_version")
+    package = check_compatible(path, uri if version is None else f"{uri} (version {version})")
+    return ServedModel(uri, path, (meta or {}).get("model_name"), None if version is None else str(version),
+                       package)
+
+
+def create_app(served: ServedModel, settings: Settings) -> Gateway:
     """Load the model (its load_context reads the settings too) and wrap MLflow's app for it."""
     from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
     from mlflow.pyfunc import scoring_server
@@ -30,14 +92,21 @@ def create_app(model_uri: str, settings: Settings) -> Gateway:
     # MLflow's own timeout only as a backstop: the gateway's answers first, and cleanly.
     os.environ[MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.name] = str(
         int(settings.request_timeout_seconds) + 30)
-    model = scoring_server.load_model_with_mlflow_config(model_uri)
-    return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings))
+    model = scoring_server.load_model_with_mlflow_config(str(served.path))
+    return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings), served.as_dict())
 
 
 def serve(model_uri: str, host: str, port: int) -> None:
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
-    app = create_app(model_uri, settings)
-    log.info("serving %s on http://%s:%d", model_uri, host, port)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+    with tempfile.TemporaryDirectory(prefix="chaos-model-") as scratch:
+        try:
+            served = locate(model_uri, Path(scratch))
+        except UnusableModel as exc:
+            log.error("not serving: %s", exc)
+            raise
+        log.info("serving %s", served.describe())
+        app = create_app(served, settings)
+        log.info("serving %s on http://%s:%d", served.describe(), host, port)
+        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
+                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds)

@@ -78,7 +78,7 @@ class IndicatorTable:
         if refused.any():
             raise MissingIndicators(
                 f"{schema.DATE}: no socio-economic indicators for the contact's month or the "
-                f"{max_age_months} month(s) before it at row(s) {schema.list_rows(refused)}; "
+                f"{max_age_months} month(s) before it at {schema.at_rows(refused)}; "
                 f"{self.coverage()}"
             )
         joined = rows.copy()

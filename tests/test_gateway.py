@@ -20,6 +20,7 @@ from chaos_pyfunc.gateway import (
     Refusal,
     csv_rows,
     diagnose,
+    diagnose_csv,
     error_body,
     parse_json_body,
     read_body,
@@ -159,13 +160,13 @@ def test_split_rows_of_the_wrong_width_are_named_by_position() -> None:
     body["data"][8] = [*body["data"][8], VALUE]
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_split": body})))
     assert refused.message == ("dataframe_split.data: expected a list of 14 values (one per column) "
-                               "at row(s) 2, 5, 8")
+                               "at rows 2, 5, 8")
 
 
 def test_split_with_many_bad_rows_lists_the_first_ones() -> None:
     body = {"columns": COLUMNS, "data": [[VALUE]] * 12}
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_split": body})))
-    assert refused.message.endswith("at row(s) 0, 1, 2, 3, 4 and 7 more")
+    assert refused.message.endswith("at rows 0, 1, 2, 3, 4 and 7 more")
 
 
 @pytest.mark.parametrize("value", [{"age": [VALUE]}, VALUE, 3], ids=["object", "string", "number"])
@@ -181,14 +182,14 @@ def test_records_missing_columns_name_them_and_the_rows() -> None:
     del rows[5]["date"]
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_records": rows})))
     assert (refused.status, refused.message) == (
-        400, "dataframe_records: missing column(s) age, contact at row(s) 1, 4, 5")
+        400, "dataframe_records: missing column(s) age, contact at rows 1, 4, 5")
 
 
 def test_records_whose_first_bad_row_is_not_an_object_name_every_column() -> None:
     rows = records(3)
     rows[0] = VALUE
     refused = refusal_of(lambda: parse_json_body(dumps({"dataframe_records": rows})))
-    assert refused.message == f"dataframe_records: missing column(s) {', '.join(COLUMNS)} at row(s) 0"
+    assert refused.message == f"dataframe_records: missing column(s) {', '.join(COLUMNS)} at row 0"
 
 
 def test_extra_columns_in_records_are_no_reason_to_refuse() -> None:
@@ -252,8 +253,8 @@ def test_diagnose_names_wrong_types_by_field_and_row() -> None:
     rows = records(4, age=VALUE, job_type=7, balance=True)
     rows[3]["age"] = [VALUE]
     message = diagnose({"dataframe_records": rows})
-    assert message == ("age: expected a number at row(s) 1, 3; job_type: expected a string at row(s) 1; "
-                       "balance: expected a number at row(s) 1")
+    assert message == ("age: expected an integer at rows 1, 3; job_type: expected a string at row 1; "
+                       "balance: expected an integer at row 1")
 
 
 def test_diagnose_reads_the_split_form_too() -> None:
@@ -261,13 +262,35 @@ def test_diagnose_reads_the_split_form_too() -> None:
     body["data"][2][COLUMNS.index("education")] = {"x": VALUE}
     body["data"][0][COLUMNS.index("nb_contact")] = "2"
     message = diagnose({"dataframe_split": body})
-    assert message == ("education: expected a string at row(s) 2; nb_contact: expected a number at "
-                       "row(s) 0")
+    assert message == ("education: expected a string at row 2; nb_contact: expected an integer at "
+                       "row 0")
 
 
-def test_diagnose_finds_nothing_wrong_with_right_types_nulls_and_out_of_range_numbers() -> None:
-    rows = records(3, age=None, job_type=None, balance=10**30, nb_contact=-5.5, date="not a date")
+def test_diagnose_leaves_values_of_the_right_type_to_the_fields_rules() -> None:
+    """Whole numbers within 64 bits (35.0 too), null strings and bad dates are validate()'s to
+    judge (range, category, format): the gateway checks JSON types only."""
+    rows = records(3, age=35.0, job_type=None, balance=-(10**12), nb_contact=-5, date="not a date")
     assert diagnose({"dataframe_records": rows}) is None
+
+
+def test_diagnose_csv_names_integer_columns_mlflow_could_not_read_as_int64() -> None:
+    header = ",".join(COLUMNS)
+    good = ",".join("41" if c in schema.INTEGERS else "x" for c in COLUMNS)
+    rows = [good, good.replace("41", "41.0", 1), good.replace("41", "41.5", 1), good.replace("41", "", 1)]
+    message = diagnose_csv("\n".join([header, *rows]).encode())
+    first = next(c for c in COLUMNS if c in schema.INTEGERS)
+    assert message == f"{first}: expected an integer at rows 2, 3"
+    assert diagnose_csv("\n".join([header, good, good]).encode()) is None
+    assert diagnose_csv(b"not,a\ncsv") is None  # unreadable: MLflow's to refuse
+
+
+def test_diagnose_refuses_what_mlflow_would_truncate_or_could_not_cast() -> None:
+    rows = records(4)
+    rows[0]["age"], rows[1]["age"], rows[2]["age"], rows[3]["balance"] = 35.5, None, True, 10**30
+    message = diagnose({"dataframe_records": rows})
+    assert message == ("age: expected an integer at rows 0, 1, 2; balance: must be "
+                       f"{schema.INTEGERS['balance'].describe()} ({schema.INTEGERS['balance'].meaning}) "
+                       "at row 3")
 
 
 def test_diagnose_takes_a_missing_field_as_null_and_a_non_object_row_as_wrong_everywhere() -> None:
@@ -276,7 +299,8 @@ def test_diagnose_takes_a_missing_field_as_null_and_a_non_object_row_as_wrong_ev
     del rows[2]["age"]
     message = diagnose({"dataframe_records": rows})
     assert message is not None
-    assert message.count("at row(s) 1") == len(COLUMNS)
+    assert "age: expected an integer at rows 1, 2" in message  # the missing age is a null
+    assert message.count("at row 1;") + message.endswith("at row 1") == len(COLUMNS) - 1
     assert VALUE not in message
 
 
@@ -328,9 +352,9 @@ def test_a_safe_message_without_a_string_code_gets_the_status_code() -> None:
     ("status", "code", "message"),
     [(415, "BAD_REQUEST", "Content-Type must be application/json or text/csv, in UTF-8"),
      (404, "ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, GET /ping, /health, /version, "
-                                 "/openapi.json"),
+                                 "/model, /openapi.json"),
      (405, "BAD_REQUEST", "method not allowed: POST /invocations, GET /ping, /health, /version, "
-                          "/openapi.json"),
+                          "/model, /openapi.json"),
      (504, "DEADLINE_EXCEEDED", "the request took too long; retry later")],
 )
 def test_statuses_with_a_canned_answer(status: int, code: str, message: str) -> None:
@@ -538,7 +562,7 @@ def test_diagnose_covers_every_json_form(form: str) -> None:
         document: Any = {"inputs": {c: [r[c] for r in rows] for c in COLUMNS}}
     else:
         document = {form.split("_")[0]: rows}
-    assert diagnose(document) == "age: expected a number at row(s) 1"
+    assert diagnose(document) == "age: expected an integer at row 1"
 
 
 @pytest.mark.parametrize("value", [True, False, "41", [41], {"n": 41}])
@@ -546,4 +570,4 @@ def test_a_number_column_takes_json_numbers_only(value: object) -> None:
     body = json.dumps({"dataframe_records": records(2, age=value)}).encode()
     with pytest.raises(Refusal) as refused:
         parse_json_body(body)
-    assert (refused.value.status, refused.value.message) == (400, "age: expected a number at row(s) 1")
+    assert (refused.value.status, refused.value.message) == (400, "age: expected an integer at row 1")

@@ -1,9 +1,10 @@
 """The committed model/, loaded in process the way `mlflow models serve` loads it."""
 
-import filecmp
 import json
 import logging
 import pickle
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,16 +12,15 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, engine_with_indicators, request_rows
+from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators, request_rows
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import behaviour, package_version, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.model import Scorer
 from chaos_pyfunc.socio_eco import IndicatorSource, enrich
-from chaos_pyfunc.train import SERVING_FILES
 
 MODEL_DIR = REPO / "model"
 
@@ -77,23 +77,32 @@ def test_the_indicators_change_the_score(served, customers: pd.DataFrame) -> Non
     assert np.abs(may_2008 - may_2010).mean() > 0.05
 
 
-def test_a_past_success_does_not_lower_the_appetence(served, customers: pd.DataFrame) -> None:
-    """Direction test: a customer who subscribed in the last campaign is a better prospect."""
+def test_the_committed_model_passes_the_behavioural_checks(served, customers: pd.DataFrame) -> None:
+    """The promotion gate's checks (behaviour.py), through the pyfunc as it serves."""
     model, _ = served
-    rows = request_rows(customers, 300, seed=4).assign(nb_contact_last_campaign=2, nb_day_last_contact=180)
-    success = predict(model, rows.assign(result_last_campaign="success"))
-    failure = predict(model, rows.assign(result_last_campaign="failure"))
-    assert (success >= failure).mean() >= 0.95
-    assert success.mean() > failure.mean() + 0.05
+    rows = request_rows(customers, 300, seed=4)
+    assert behaviour.failures(lambda frame: predict(model, frame), rows) == []
 
 
-def test_post_call_columns_do_not_change_the_score(served, customers: pd.DataFrame) -> None:
-    """Invariance: duration_contact is known only after the call and must be ignored."""
-    model, _ = served
-    rows = request_rows(customers, 100, seed=5)
-    short = predict(model, rows.assign(duration_contact=5.0))
-    long = predict(model, rows.assign(duration_contact=3000.0))
-    assert np.array_equal(short, long)
+def test_a_model_that_ignores_a_past_success_fails_the_direction_check(customers: pd.DataFrame) -> None:
+    """The check can fail: a score blind to the last campaign's outcome."""
+    rows = request_rows(customers, 50, seed=5)
+    blind = behaviour.past_success_raises(lambda frame: np.full(len(frame), 0.3), rows)
+    assert blind is not None and "past success" in blind
+    assert behaviour.post_call_ignored(lambda frame: frame["duration_contact"].to_numpy() / 5000, rows)
+
+
+def test_the_data_scientists_path_takes_pandas_own_dtypes(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load_model(uri).predict(pd.read_csv("customers.csv"))`, as a data scientist writes it:
+    int64 columns, the label and duration_contact still in, no conversion first."""
+    engine_with_indicators(pg_url).dispose()
+    monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
+    frame = pd.read_csv(CUSTOMERS_CSV, nrows=2000)
+    assert frame["age"].dtype == "int64"
+    scores = mlflow.pyfunc.load_model(str(MODEL_DIR)).predict(frame)["appetence"]
+    assert len(scores) == 2000 and scores.between(0, 1).all()
 
 
 def test_bad_rows_are_a_400_naming_the_field(served, customers: pd.DataFrame) -> None:
@@ -107,7 +116,7 @@ def test_bad_rows_are_a_400_naming_the_field(served, customers: pd.DataFrame) ->
 def test_rows_without_indicators_are_a_400_naming_the_rows(served, customers: pd.DataFrame) -> None:
     model, _ = served
     rows = request_rows(customers, 2).assign(date=["2010-11-02", "2012-01-10"])
-    with pytest.raises(MlflowException, match=r"row\(s\) 1; indicators cover") as caught:
+    with pytest.raises(MlflowException, match=r"row 1; indicators cover") as caught:
         predict(model, rows)
     assert caught.value.get_http_status_code() == 400
 
@@ -149,7 +158,7 @@ def test_a_bug_is_a_500_whose_answer_and_log_hold_no_input(
 
 def test_zero_rows_give_zero_scores(served) -> None:
     model, _ = served
-    empty = pd.DataFrame({c: pd.Series(dtype="float64" if c in schema.INTEGERS else "str")
+    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c in schema.INTEGERS else "str")
                           for c in schema.INPUT_COLUMNS})
     assert len(model.predict(empty)) == 0
 
@@ -166,14 +175,24 @@ def test_an_unreachable_database_is_a_503(customers: pd.DataFrame) -> None:
     assert caught.value.get_http_status_code() == 503
 
 
-def test_the_committed_model_carries_this_package() -> None:
-    """model/code is what the server runs: it must be the code in this repository."""
-    package = REPO / "chaos_pyfunc"
-    shipped = MODEL_DIR / "code" / "chaos_pyfunc"
-    names = sorted(SERVING_FILES)
-    assert sorted(p.name for p in shipped.iterdir()) == names
-    _, mismatch, errors = filecmp.cmpfiles(package, shipped, names, shallow=False)
-    assert not mismatch and not errors, f"re-export the model (make train): {mismatch + errors} differ"
+def test_the_committed_model_requires_this_package_and_carries_no_code() -> None:
+    """One copy of the code: the model names the package, the image installs it."""
+    assert not (MODEL_DIR / "code").exists()
+    wanted = package_version.required_by(MODEL_DIR)
+    assert wanted is not None, "re-export the model (make train): it does not require chaos-pyfunc"
+    assert wanted.specifier.contains(package_version.installed_version()), (
+        f"model/ requires {wanted}, the package is {package_version.installed_version()}: make train")
+
+
+def test_a_model_for_another_package_version_is_refused_naming_both(tmp_path: Path) -> None:
+    other = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, other)
+    requirements = other / "requirements.txt"
+    requirements.write_text(re.sub(r"chaos-pyfunc\S*", "chaos-pyfunc~=0.1.0", requirements.read_text()))
+    with pytest.raises(package_version.IncompatibleModel) as refused:
+        mlflow.pyfunc.load_model(str(other))
+    assert "chaos-pyfunc~=0.1.0" in str(refused.value)
+    assert package_version.installed_version() in str(refused.value)
 
 
 def test_the_committed_model_declares_its_contract() -> None:

@@ -147,8 +147,9 @@ def test_the_image_holds_no_secret_config_or_local_state(image: str) -> None:
 def test_the_command_is_chaos_serve_as_a_non_root_user(image: str) -> None:
     config = yaml.safe_load(podman("inspect", "--format", "{{json .Config}}", image).stdout)
     # A pod must listen on its own IP: every interface.
-    assert config["Cmd"] == ["chaos", "serve", "--model", "/app/model", "--host",
-                             "0.0.0.0", "--port", "8080"]  # noqa: S104
+    assert config["Cmd"] == ["chaos", "serve", "--host", "0.0.0.0", "--port", "8080"]  # noqa: S104
+    # What it serves is a setting: the baked-in model/ unless the pod names a registry version.
+    assert "CHAOS_MODEL_URI=/app/model" in config["Env"]
     assert config["Entrypoint"] == ["tini", "-g", "--"]
     assert config["User"] == f"{UID}:{UID}"
 

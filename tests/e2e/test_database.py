@@ -146,7 +146,7 @@ def test_a_deleted_month_falls_back_then_comes_back(
         # ... and February is 4 months after the latest month: refused, naming the date.
         message = error_message(invoke(cache_server, february), 400)
         assert "date: no socio-economic indicators" in message
-        assert message.endswith("row(s) 0, 1, 2; indicators cover 2008-05 to 2010-10")
+        assert message.endswith("rows 0, 1, 2; indicators cover 2008-05 to 2010-10")
     finally:
         put_month(sql, "2010-11-30", original)
     time.sleep(PAST_TTL_SECONDS)
