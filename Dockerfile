@@ -5,7 +5,7 @@
 # Build (see `make image`): docker build --build-arg GIT_COMMIT=… --build-arg MODEL_VERSION=… .
 ARG BASE_IMAGE=python:3.11-slim
 # checkov:skip=CKV_DOCKER_7:the base is a build argument (tests build on a local Debian base); its default is the python:3.11-slim version tag
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS runtime
 
 # tini is PID 1: a bare Python PID 1 gets no default signal handling and reaps no zombies;
 # tini forwards SIGTERM to uvicorn, which drains the requests in flight, then exits.
@@ -32,6 +32,28 @@ RUN --mount=type=secret,id=pipca,required=false \
  && pip install --no-cache-dir -r /tmp/requirements.lock \
  && rm /tmp/requirements.lock
 
+RUN groupadd --gid 10001 chaos \
+ && useradd --uid 10001 --gid chaos --home-dir /tmp --no-create-home --shell /usr/sbin/nologin chaos
+ENV HOME=/tmp
+# tini is PID 1 in both images (see above): it forwards SIGTERM to the server.
+ENTRYPOINT ["tini", "-g", "--"]
+
+# The model registry (k8s/registry, `docker build --target registry`): MLflow's server from the
+# same lock as the scoring image, plus the GCS client for its artifacts bucket.
+FROM runtime AS registry
+COPY requirements-registry.lock /tmp/requirements-registry.lock
+RUN --mount=type=secret,id=pipca,required=false \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
+ && pip install --no-cache-dir --no-deps -r /tmp/requirements-registry.lock \
+ && rm /tmp/requirements-registry.lock
+USER 10001:10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
+  CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:5000/health', timeout=2)"]
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
+
+# The scoring image, the default target.
+FROM runtime AS app
 # The package (the `chaos` command, for database jobs) and the model the server runs.
 WORKDIR /app
 COPY pyproject.toml ./
@@ -41,9 +63,6 @@ RUN --mount=type=secret,id=pipca,required=false \
  && pip install --no-cache-dir --no-deps . \
  && rm -rf build ./*.egg-info
 COPY model ./model
-
-RUN groupadd --gid 10001 chaos \
- && useradd --uid 10001 --gid chaos --home-dir /tmp --no-create-home --shell /usr/sbin/nologin chaos
 
 ARG GIT_COMMIT=unknown
 ARG MODEL_VERSION=unknown
@@ -56,11 +75,9 @@ LABEL org.opencontainers.image.title="chaos" \
 
 # One uvicorn process per container (`chaos serve` runs no launcher and no worker pool):
 # scale with replicas.
-ENV HOME=/tmp \
-    CHAOS_MODEL_URI=/app/model
+ENV CHAOS_MODEL_URI=/app/model
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
   CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/ping', timeout=2)"]
-ENTRYPOINT ["tini", "-g", "--"]
 CMD ["chaos", "serve", "--host", "0.0.0.0", "--port", "8080"]

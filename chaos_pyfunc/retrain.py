@@ -4,7 +4,11 @@ only if the new version passes the gate.
 The version the alias points at recorded the fingerprint of the tables it learned from
 (fingerprint.py). The same tables now: nothing is trained. Changed: the same recipe (that
 version's hyperparameters) is trained on the tables, registered, and put through the gate
-against it. The Kubernetes CronJob runs this every night (k8s/components/retrain).
+against it. ``--alias production`` goes through the staging gate first, then production's.
+The Kubernetes CronJob runs this every night (k8s/components/retrain): staging's on the
+staging database, master's (``--alias production``) on the production one. An alias that moves
+changes no pod: the pods serve the version pinned at their last deploy, and the next deploy of
+that environment takes the alias's version (or a person rolls back with MODEL_VERSION).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ def retrain(alias: str, settings: Settings, backtest_months: int = 6) -> Retrain
                              f"nothing trained; {data.fingerprints['customers'].describe()}", None)
         log.info("the tables changed since version %s: %s", current.version, "; ".join(changed))
     result = train(TrainOptions(backtest_months=backtest_months), hyper, data)
-    verdict = gate.promote(client, data, settings, str(result.version), alias,
-                           backtest_months=backtest_months)
-    return Retrained(f"trained and registered version {result.version}\n{verdict.report()}", verdict)
+    reports = [f"trained and registered version {result.version}"]
+    # production only through staging: the gate's staging_first rule, kept by the job itself.
+    for step in ("staging", "production") if alias == "production" else (alias,):
+        verdict = gate.promote(client, data, settings, str(result.version), step,
+                               backtest_months=backtest_months)
+        reports.append(verdict.report())
+        if not verdict.moved:
+            break
+    return Retrained("\n".join(reports), verdict)

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Deploy one image to one environment, wait for the rollout, then score the example request.
+# Deploy one image and one model version to one environment, wait for the rollout, then score
+# the example request and check the version served.
 #
 #   k8s/deploy.sh <develop|staging|master> <image-ref>            apply, wait, smoke test
 #   k8s/deploy.sh --render <develop|staging|master> <image-ref>   only print the manifests
 #
 # <image-ref> is the full image, e.g. registry.gitlab.com/bank-data/chaos/chaos:abc1234 (the
 # commit's immutable tag). kubectl must already point at the cluster (the GitLab deploy job).
-# Environment: ROLLOUT_TIMEOUT (default 300s), SMOKE_PORT (local port, default 18080).
+#
+# The model: the version the environment's alias names now (MODEL_ALIAS; default staging for
+# develop and staging, production for master) is resolved once, here, and pinned in the pod
+# spec as CHAOS_MODEL_URI=models:/chaos-appetence/<N>, with the label chaos.bank/model-version:
+# every pod of the rollout serves that version, and `kubectl rollout undo` goes back to the
+# previous image and version together. MODEL_VERSION=<N> deploys that version instead (a model
+# rollback: the alias is not read). The registry is MLFLOW_TRACKING_URI, else the cluster's
+# (k8s/registry) through kubectl port-forward.
+# Environment: ROLLOUT_TIMEOUT (default 300s), SMOKE_PORT (local port, default 18080),
+# REGISTRY_PORT (local port for the registry, default 15000).
 set -euo pipefail
 
 K8S_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,16 +57,72 @@ fi
 
 namespace=chaos-$env_name
 deployment=chaos-$env_name
+model_name=chaos-appetence
+if [[ $env_name == master ]]; then default_alias=production; else default_alias=staging; fi
+model_alias=${MODEL_ALIAS:-$default_alias}
+case $model_alias in
+  staging | production) ;;
+  *)
+    echo "error: MODEL_ALIAS must be staging or production, not '$model_alias'" >&2
+    exit 2
+    ;;
+esac
+if [[ -n ${MODEL_VERSION:-} && ! $MODEL_VERSION =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: MODEL_VERSION must be a version number, not '$MODEL_VERSION'" >&2
+  exit 2
+fi
 
 # A kustomization around the overlay that only sets the image. kustomize refuses absolute paths
 # to other kustomizations, hence the relative one.
 workdir=$(mktemp -d)
 pf_pid=
+registry_pf_pid=
 cleanup() {
   if [[ -n $pf_pid ]]; then kill "$pf_pid" 2>/dev/null || true; fi
+  if [[ -n $registry_pf_pid ]]; then kill "$registry_pf_pid" 2>/dev/null || true; fi
   rm -rf "$workdir"
 }
 trap cleanup EXIT
+
+# The registry: MLFLOW_TRACKING_URI, or the cluster's through a port-forward (not for --render).
+registry=${MLFLOW_TRACKING_URI:-}
+if [[ -z $registry && -z ${MODEL_VERSION:-} ]]; then
+  if $render_only; then
+    echo "error: no model version: set MODEL_VERSION, or MLFLOW_TRACKING_URI to resolve $model_alias" >&2
+    exit 2
+  fi
+  registry_port=${REGISTRY_PORT:-15000}
+  kubectl port-forward -n chaos-registry service/mlflow "$registry_port:5000" >/dev/null &
+  registry_pf_pid=$!
+  registry=http://127.0.0.1:$registry_port
+  for _ in $(seq 30); do
+    curl --silent --fail --max-time 2 "$registry/health" >/dev/null && break
+    sleep 1
+  done
+fi
+# GET on the registry's REST API; prints the model version's number. A failure names the alias
+# or version, never the registry's answer (it may quote an address or credentials).
+registry_version() {
+  local path=$1 what=$2 answer
+  if ! answer=$(curl --silent --fail --connect-timeout 5 --max-time 30 "$registry$path" 2>/dev/null); then
+    echo "error: the model registry does not know $what (or cannot be reached): nothing deployed" >&2
+    exit 1
+  fi
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["model_version"]["version"])' <<<"$answer"
+}
+if [[ -n ${MODEL_VERSION:-} ]]; then
+  model_version=$MODEL_VERSION
+  if [[ -n $registry ]]; then # the version must exist before any pod is asked to download it
+    registry_version "/api/2.0/mlflow/model-versions/get?name=$model_name&version=$model_version" \
+      "version $model_version of $model_name" >/dev/null
+  fi
+  echo "model: version $model_version of $model_name (MODEL_VERSION)" >&2
+else
+  model_version=$(registry_version "/api/2.0/mlflow/registered-models/alias?name=$model_name&alias=$model_alias" \
+    "the alias $model_alias of $model_name")
+  echo "model: version $model_version of $model_name, which $model_alias names now" >&2
+fi
+model_uri=models:/$model_name/$model_version
 overlay_rel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
   "$K8S_DIR/overlays/$env_name" "$workdir")
 cat >"$workdir/kustomization.yaml" <<EOF
@@ -68,6 +134,22 @@ images:
   - name: $OVERLAY_IMAGE
     newName: "$image_name"
     newTag: "$image_tag"
+patches:
+  - target:
+      kind: Deployment
+    patch: |-
+      - op: test
+        path: /spec/template/spec/containers/0/name
+        value: chaos
+      - op: add
+        path: /spec/template/spec/containers/0/env/-
+        value: {name: CHAOS_MODEL_URI, value: "$model_uri"}
+      - op: add
+        path: /spec/template/metadata/labels/chaos.bank~1model-version
+        value: "$model_version"
+      - op: add
+        path: /spec/template/metadata/annotations
+        value: {chaos.bank/model-uri: "$model_uri"}
 EOF
 
 if $render_only; then
@@ -75,7 +157,7 @@ if $render_only; then
   exit 0
 fi
 
-echo "deploying $image_ref to $namespace"
+echo "deploying $image_ref with $model_uri to $namespace"
 kubectl apply -k "$workdir"
 if ! kubectl rollout status "deployment/$deployment" -n "$namespace" --timeout="${ROLLOUT_TIMEOUT:-300s}"; then
   echo "error: the rollout of $deployment did not complete; pods and recent events:" >&2
@@ -108,3 +190,10 @@ if len(scores) != rows or not all(0 <= s <= 1 for s in scores):
     sys.exit(f"smoke test failed: expected {rows} appetences in [0, 1], got {scores}")
 print(f"smoke test passed: {len(scores)} appetences in [0, 1]: {scores}")
 ' "$example" "$response"
+served=$(curl --silent --show-error --fail --max-time 10 "http://127.0.0.1:$port/model" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+if [[ $served != "$model_version" ]]; then
+  echo "error: the Service answers with model version $served, not $model_version" >&2
+  exit 1
+fi
+echo "serving version $model_version of $model_name"

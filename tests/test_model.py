@@ -92,6 +92,7 @@ def test_a_model_that_ignores_a_past_success_fails_the_direction_check(customers
     assert behaviour.post_call_ignored(lambda frame: frame["duration_contact"].to_numpy() / 5000, rows)
 
 
+@pytest.mark.data
 def test_the_data_scientists_path_takes_pandas_own_dtypes(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,12 +21,13 @@ import mlflow
 import pandas as pd
 import pytest
 import requests
+import yaml
 from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows, throwaway_pg_database
 from sqlalchemy import text
 from support.registry import CLIENT_ENV, mlflow_registry
 from support.tcp_proxy import TcpProxy
 
-from bench.server import MODEL_DIR, VENV_BIN, free_port
+from bench.server import MODEL_DIR, REPO, VENV_BIN, free_port
 from chaos_pyfunc import package_version
 from chaos_pyfunc.db import load_csv
 from chaos_pyfunc.registry import REGISTERED_MODEL
@@ -260,3 +261,17 @@ def test_a_model_for_another_package_version_is_refused_at_start_naming_both(tmp
     assert (f"requires chaos-pyfunc~=0.1.0, but this image has chaos-pyfunc "
             f"{package_version.installed_version()}") in started.stderr, started.stderr[-3000:]
     assert "Uvicorn running" not in started.stderr
+
+
+def test_the_deploy_pins_the_version_the_alias_names_now(lifecycle: Lifecycle, staged: str) -> None:
+    """k8s/deploy.sh reads the alias from the real registry once and pins its number."""
+    holder = lifecycle.holder("staging")
+    done = subprocess.run(["bash", str(REPO / "k8s" / "deploy.sh"), "--render", "staging",
+                           "registry.gitlab.com/bank-data/chaos/chaos:abc1234"],
+                          env={**lifecycle.env(), "MODEL_VERSION": "", "MODEL_ALIAS": ""},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"model: version {holder} of {REGISTERED_MODEL}, which staging names now" in done.stderr
+    (deployment,) = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CHAOS_MODEL_URI"] == f"models:/{REGISTERED_MODEL}/{holder}"

@@ -109,6 +109,14 @@ def test_deploys_set_the_commit_image_in_their_environment(job: str, env: str, e
     assert (REPO / "k8s" / "deploy.sh").exists()
 
 
+def test_a_pipeline_variable_deploys_a_given_model_version() -> None:
+    """The rollback: MODEL_VERSION (empty by default) reaches deploy.sh, which pins it."""
+    variables = PIPELINE["variables"]
+    assert variables["MODEL_VERSION"]["value"] == "" and variables["MODEL_VERSION"]["description"]
+    assert variables["MODEL_ALIAS"]["value"] == ""
+    assert "MODEL_VERSION" in (REPO / "k8s" / "deploy.sh").read_text()
+
+
 def test_every_image_is_pinned_to_a_version() -> None:
     jobs = [job for job in PIPELINE.values() if isinstance(job, dict)]
     images = [job["image"] for job in jobs if "image" in job]

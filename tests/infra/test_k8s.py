@@ -110,6 +110,8 @@ def test_overlay_is_valid_kubernetes_1_30(env: str, tmp_path: Path) -> None:
 def test_objects_per_environment(env: str) -> None:
     kinds = sorted(doc["kind"] for doc in manifests(env))
     expected = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]
+    if env != "develop":  # the nightly retraining (components/retrain)
+        expected += ["CronJob"]
     if env == "master":
         expected += ["HorizontalPodAutoscaler", "PodDisruptionBudget"]
     assert kinds == sorted(expected)
@@ -128,8 +130,9 @@ def test_names_namespaces_and_labels(env: str) -> None:
         if doc["kind"] != "Namespace":
             assert meta.get("namespace") == f"chaos-{env}", f"{doc['kind']} {meta['name']}"
     deployment = only(docs, "Deployment")
-    assert deployment["spec"]["selector"]["matchLabels"] == labels
-    assert deployment["spec"]["template"]["metadata"]["labels"] == labels
+    serving = {**labels, "app.kubernetes.io/component": "server"}
+    assert deployment["spec"]["selector"]["matchLabels"] == serving
+    assert deployment["spec"]["template"]["metadata"]["labels"] == serving
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -253,7 +256,9 @@ def test_service_and_network_policy(env: str) -> None:
     assert service["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
     assert service["selector"] == pod_labels
     policy = only(docs, "NetworkPolicy")["spec"]
-    assert policy["podSelector"]["matchLabels"] == pod_labels
+    # The serving pods and the retraining job's: the same ways out.
+    assert policy["podSelector"]["matchLabels"] == {k: v for k, v in pod_labels.items()
+                                                    if k != "app.kubernetes.io/component"}
     assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
 
 
@@ -297,8 +302,8 @@ def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis
             if "ipBlock" in peer:
                 assert peer["ipBlock"].keys() == {"cidr"}, peer
                 assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 30, peer  # never 0.0.0.0/0
-    assert len(egress) == 3, egress
-    dns, sql, google = egress
+    assert len(egress) == 4, egress
+    dns, sql, registry, google = egress
     # DNS: kube-dns in kube-system, UDP and TCP 53, and nothing the app's labels added to its selector.
     assert len(dns["to"]) == 1 and dns["to"][0].keys() == {"namespaceSelector", "podSelector"}, dns
     peer = dns["to"][0]
@@ -308,6 +313,11 @@ def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis
     # This environment's Cloud SQL instance, one address, on the port the proxy dials.
     cidr = instance_cidr(K8S / "overlays" / env)
     assert sql == {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": 3307, "protocol": "TCP"}]}
+    # The model registry's server, port 5000, in its own namespace.
+    (peer,) = registry["to"]
+    assert selector_labels(peer["namespaceSelector"]) == {"kubernetes.io/metadata.name": "chaos-registry"}
+    assert selector_labels(peer["podSelector"]) == {"app.kubernetes.io/name": "mlflow"}
+    assert ports(registry) == [(5000, "TCP")]
     # The Cloud SQL Admin API and the OAuth token endpoint, through private.googleapis.com only.
     assert google == {"to": [{"ipBlock": {"cidr": GOOGLE_APIS}}], "ports": [{"port": 443, "protocol": "TCP"}]}
     # The ingress rule is unchanged: the scoring port only.
@@ -340,28 +350,143 @@ def test_every_overlay_pins_the_same_proxy() -> None:
 # --- deploy.sh -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("image", [f"{IMAGE}:abc1234", "registry.example.com:5000/team/chaos:0123456"])
-def test_deploy_render_sets_exactly_the_image(image: str) -> None:
-    done = run_script("deploy.sh", "--render", "staging", image, cwd=K8S)  # from another directory
+def render_deploy(env: str, image: str, version: str = "7") -> list[Manifest]:
+    done = run_script("deploy.sh", "--render", env, image, cwd=K8S,  # from another directory
+                      env={"MODEL_VERSION": version, "MLFLOW_TRACKING_URI": ""})
     assert done.returncode == 0, done.stderr
-    deployed = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-    app = container(only(deployed, "Deployment")["spec"]["template"]["spec"], "chaos")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.mark.parametrize("image", [f"{IMAGE}:abc1234", "registry.example.com:5000/team/chaos:0123456"])
+def test_deploy_render_sets_exactly_the_image_and_the_model_version(image: str) -> None:
+    deployed = render_deploy("staging", image)
+    template = only(deployed, "Deployment")["spec"]["template"]
+    app = container(template["spec"], "chaos")
     assert app["image"] == image
     # Everything else is the staging overlay as it is.
     app["image"] = f"{IMAGE}:staging"
+    assert app["env"].pop() == {"name": "CHAOS_MODEL_URI", "value": "models:/chaos-appetence/7"}
+    assert template["metadata"]["labels"].pop("chaos.bank/model-version") == "7"
+    assert template["metadata"].pop("annotations") == {"chaos.bank/model-uri": "models:/chaos-appetence/7"}
+    # The retraining job runs the commit's image too.
+    job = container(only(deployed, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"], "retrain")
+    assert job["image"] == image
+    job["image"] = f"{IMAGE}:staging"
     assert deployed == manifests("staging")
+
+
+def test_the_rendered_master_pins_a_numeric_model_version_in_every_pod() -> None:
+    """One version for the whole rollout: a number, never an alias a pod would resolve itself."""
+    deployed = render_deploy("master", f"{IMAGE}:abc1234", "12")
+    template = only(deployed, "Deployment")["spec"]["template"]
+    app = container(template["spec"], "chaos")
+    uri = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_MODEL_URI")
+    assert re.fullmatch(r"models:/chaos-appetence/12", uri)
+    assert template["metadata"]["labels"]["chaos.bank/model-version"] == "12"
+    # The retraining job has no pin: it reads the alias, on purpose.
+    cronjob = only(deployed, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert "CHAOS_MODEL_URI" not in {e["name"] for e in container(cronjob, "retrain")["env"]}
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--render", "production", f"{IMAGE}:abc1234"], "unknown environment 'production'"),
     (["--render", "staging", IMAGE], "not an image reference of the form name:tag"),
     (["--render", "staging"], "usage:"),
+    (["--render", "master", f"{IMAGE}:abc1234"],
+     "no model version: set MODEL_VERSION, or MLFLOW_TRACKING_URI"),
 ])
 def test_deploy_refuses_bad_arguments(args: list[str], message: str) -> None:
-    done = run_script("deploy.sh", *args)
+    done = run_script("deploy.sh", *args, env={"MLFLOW_TRACKING_URI": "", "MODEL_VERSION": ""})
     assert done.returncode != 0
     assert message in done.stderr
     assert not done.stdout
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"MODEL_VERSION": "latest"}, "MODEL_VERSION must be a version number, not 'latest'"),
+    ({"MODEL_VERSION": "0"}, "MODEL_VERSION must be a version number"),
+    ({"MODEL_ALIAS": "champion", "MODEL_VERSION": "3"}, "MODEL_ALIAS must be staging or production"),
+    ({"MODEL_VERSION": "3", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+     "the model registry does not know version 3 of chaos-appetence (or cannot be reached)"),
+])
+def test_deploy_refuses_a_bad_model_version(variables: dict[str, str], message: str) -> None:
+    done = run_script("deploy.sh", "--render", "master", f"{IMAGE}:abc1234",
+                      env={"MLFLOW_TRACKING_URI": "", **variables})
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not done.stdout
+
+
+# --- the retraining CronJob and the registry ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "alias"), [("staging", "staging"), ("master", "production")])
+def test_the_retraining_cronjob(env: str, alias: str) -> None:
+    docs = manifests(env)
+    cronjob = only(docs, "CronJob")
+    assert cronjob["metadata"]["name"] == f"chaos-retrain-{env}"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] > 0
+    template = job["template"]
+    spec = template["spec"]
+    assert spec["restartPolicy"] == "Never"
+    retrain = container(spec, "retrain")
+    assert retrain["args"] == ["chaos", "retrain", "--alias", alias]
+    assert retrain["image"] == container(pod_spec(env), "chaos")["image"]  # the code that serves
+    env_vars = {e["name"]: e.get("value") for e in retrain["env"]}
+    assert env_vars["MLFLOW_TRACKING_URI"] == "http://mlflow.chaos-registry.svc.cluster.local:5000"
+    # The proxy is a native sidecar in the Job too, with this environment's instance and key.
+    proxy = container(spec, "cloud-sql-proxy", init=True)
+    assert proxy == container(pod_spec(env), "cloud-sql-proxy", init=True)
+    assert mount_of(spec, retrain, "config.yml")[1]["secret"]["secretName"] == f"chaos-secrets-{env}"
+    assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
+    # Its pods are not serving pods: outside the Service's selector.
+    labels = template["metadata"]["labels"]
+    service = only(docs, "Service")["spec"]["selector"]
+    assert not service.items() <= labels.items()
+    assert labels["app.kubernetes.io/component"] == "retrain"
+
+
+def registry_manifests() -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(render(K8S / "registry")) if doc]
+
+
+def test_the_registry_is_valid_kubernetes_1_30(tmp_path: Path) -> None:
+    rendered = tmp_path / "registry.yaml"
+    rendered.write_text(render(K8S / "registry"))
+    done = run_tool("kubernetes-validate", ["-k", "1.30.0", "--strict", rendered], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_registry_runs_mlflow_server_on_cloud_sql_and_gcs_reachable_only_from_the_environments() -> None:
+    docs = registry_manifests()
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy",
+                                               "Service", "ServiceAccount"]
+    assert all(d["metadata"].get("namespace", "chaos-registry") == "chaos-registry" for d in docs)
+    spec = only(docs, "Deployment")["spec"]["template"]["spec"]
+    server = container(spec, "mlflow")
+    command = " ".join(server["args"])
+    assert command.startswith("exec mlflow server")
+    assert '--backend-store-uri "$(cat /etc/mlflow/backend-store-uri)"' in command  # from the Secret's file
+    assert "--artifacts-destination" in command
+    config = only(docs, "ConfigMap")["data"]
+    assert config["ARTIFACTS_DESTINATION"].startswith("gs://")
+    path, volume = mount_of(spec, server, "backend-store-uri")
+    assert path == "/etc/mlflow"
+    assert volume["secret"]["secretName"] == "mlflow-store"  # pragma: allowlist secret (a Secret's name)
+    assert container(spec, "cloud-sql-proxy", init=True)["restartPolicy"] == "Always"
+    assert only(docs, "ServiceAccount")["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    service = only(docs, "Service")["spec"]
+    assert service["type"] == "ClusterIP" and service["ports"][0]["port"] == 5000
+    (ingress,) = only(docs, "NetworkPolicy")["spec"]["ingress"]
+    (peer,) = ingress["from"]
+    (expression,) = peer["namespaceSelector"]["matchExpressions"]
+    assert expression["operator"] == "In"
+    assert sorted(expression["values"]) == sorted(f"chaos-{env}" for env in ENVS)
+    assert ports(ingress) == [(5000, "TCP")]
+    text = render(K8S / "registry")
+    assert "password" not in text.lower() and not re.search(r"(?m)^kind: Secret$", text)
 
 
 # --- secrets.sh ----------------------------------------------------------------------------------------
@@ -432,13 +557,15 @@ def test_secrets_refuses_bad_input(case: str, message: str, secret_files: Secret
 def test_checkov_finds_nothing() -> None:
     """Every overlay, and a scan for secrets over k8s/. The base is scanned only as part of the
     overlays: alone it has neither namespace nor image tag."""
-    reports = checkov(["--directory", K8S, "--framework", "kustomize", "secrets", "--skip-path", "k8s/base"],
+    reports = checkov(["--directory", K8S, "--framework", "kustomize", "secrets", "--skip-path", "k8s/base",
+                       "--skip-path", "k8s/components"],
                       # checkov 3.3's parallel kustomize runner races when the base is skipped: the
                       # overlays' rendered files share one folder and overwrite each other.
                       env={"CHECKOV_PARALLELIZATION_TYPE": "none"})
     assert not failed_checks(reports)
     kustomize = next(r for r in reports if r["check_type"] == "kustomize")["results"]
-    assert {c["resource"].split(":")[1] for c in kustomize["passed_checks"]} == set(ENVS)
+    scanned = {c["resource"].split(":")[1] for c in kustomize["passed_checks"]}
+    assert set(ENVS) <= scanned and "Deployment.chaos-registry.mlflow" in scanned, scanned
     skipped = skipped_checks(reports)
     assert set(skipped) <= ALLOWED_SKIPS, f"skips not allowed: {set(skipped) - ALLOWED_SKIPS}"
     assert all(skipped.values()), f"a skip without its reason: {skipped}"
