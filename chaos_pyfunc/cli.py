@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chaos_pyfunc.auth import KeysFileError
 from chaos_pyfunc.config import ConfigError, load_settings
 from chaos_pyfunc.db import TABLES, DataError, init_schema, load_csv, make_engine, seed_embedded
 from chaos_pyfunc.package_version import UnusableModel
@@ -103,6 +104,21 @@ def _export(args: argparse.Namespace) -> str:
     return f"exported {args.model_uri} (version {export_model(args.model_uri, args.to)}) to {args.to}"
 
 
+def _keys_create(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.auth import create
+
+    key = create(args.file, args.client)
+    return (f"{key}\n(a new key for {args.client} in {args.file}: give it to the client now, it is "
+            "shown only this once; the file holds its id and hash)")
+
+
+def _keys_revoke(args: argparse.Namespace) -> str:
+    from chaos_pyfunc.auth import revoke
+
+    gone = revoke(args.file, args.client, args.id)
+    return f"revoked {len(gone)} key(s) of {args.client} in {args.file}: {', '.join(gone)}"
+
+
 def _score(args: argparse.Namespace) -> str:
     from chaos_pyfunc import batch  # MLflow is slow to import: only when needed
 
@@ -171,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", type=Path, required=True, help="the directory (e.g. model)")
     export.set_defaults(run=_export)
 
+    keys = commands.add_parser("keys", help="API keys of the external clients (CHAOS_API_KEYS_FILE)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    created = key_commands.add_parser("create", help="add a new key for CLIENT to the file; print it once")
+    revoked = key_commands.add_parser("revoke", help="remove CLIENT's keys (or one, with --id) from the file")
+    for sub, run in ((created, _keys_create), (revoked, _keys_revoke)):
+        sub.add_argument("client")
+        sub.add_argument("--file", type=Path, required=True, help="the keys file (ids and hashes only)")
+        sub.set_defaults(run=run)
+    revoked.add_argument("--id", help="only this key id (rotation: create a new key, then revoke the old id)")
+
     score = commands.add_parser("score", help="score a whole CSV file or table in chunks (batch scoring)")
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="a customers CSV")
@@ -198,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as refusal:
         print(refusal)
         return 1
-    except (ConfigError, DataError, FileNotFoundError, UnusableModel) as exc:
+    except (ConfigError, DataError, FileNotFoundError, UnusableModel, KeysFileError) as exc:
         print(f"chaos: error: {exc}", file=sys.stderr)
         return 2
     return 0

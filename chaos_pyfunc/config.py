@@ -39,6 +39,7 @@ ENV_VARS = {
     "model_uri": "CHAOS_MODEL_URI",
     "gate_max_auc_drop": "CHAOS_GATE_MAX_AUC_DROP",
     "gate_min_roc_auc": "CHAOS_GATE_MIN_ROC_AUC",
+    "api_keys_file": "CHAOS_API_KEYS_FILE",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -82,6 +83,9 @@ class Settings:
     # more than this is refused; with no current version, its AUCs must reach the floor.
     gate_max_auc_drop: float = 0.01
     gate_min_roc_auc: float = 0.65
+    # The API keys file (auth.py: ids and hashes, from `chaos keys create`); empty: no
+    # authentication, the embedded default. Every Kubernetes overlay sets it.
+    api_keys_file: str = ""
 
     def __post_init__(self) -> None:
         try:

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from chaos_pyfunc import schema
+from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
 
 log = logging.getLogger("chaos.access")
@@ -45,9 +46,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 INPUT_COLUMN_SET = frozenset(schema.INPUT_COLUMNS)
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/ping", "/health"})  # the probes: no API key
+UNAUTHENTICATED = ("a valid API key is required: send the header Authorization: Bearer <key>")
 # Bodies bigger than this are parsed off the event loop, so /ping keeps answering meanwhile.
 PARSE_IN_THREAD_BYTES = 256 * 1024
-ERROR_CODES = {400: "BAD_REQUEST", 404: "ENDPOINT_NOT_FOUND", 405: "BAD_REQUEST",
+ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "ENDPOINT_NOT_FOUND", 405: "BAD_REQUEST",
                413: "REQUEST_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 500: "INTERNAL_ERROR",
                503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 COLUMNS_HINT = "columns and types: GET /openapi.json"
@@ -338,10 +341,11 @@ class Gateway:
     """MLflow's scoring app behind limits, load shedding, timeouts and safe error answers."""
 
     def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any],
-                 model: dict[str, str | None] | None = None) -> None:
+                 model: dict[str, str | None] | None = None, keys: KeyRing | None = None) -> None:
         quiet_mlflow_quotes()
         self.app = app
         self.limits = limits
+        self.keys = keys  # None: every client is let in (the embedded default)
         self.in_flight = 0
         self._openapi = json.dumps(openapi).encode()
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
@@ -355,7 +359,7 @@ class Gateway:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
-        status, rows = 0, None
+        status, rows, client = 0, None, None
 
         async def sent(message: Message) -> None:
             nonlocal status
@@ -365,6 +369,13 @@ class Gateway:
             await send(message)
 
         try:
+            if self.keys is not None and path not in OPEN_PATHS:
+                client = self.keys.identify(header(scope, b"authorization"))
+                if client is None:  # the body, if any, is not read: the connection closes
+                    await respond(sent, 401, error_body("UNAUTHENTICATED", UNAUTHENTICATED),
+                                  close=method not in ("GET", "HEAD"),
+                                  extra=[(b"www-authenticate", b'Bearer realm="chaos"')])
+                    return
             if path == "/invocations" and method == "POST":
                 rows = await self._invocations(scope, receive, sent)
             elif path == "/openapi.json" and method == "GET":
@@ -381,8 +392,9 @@ class Gateway:
             else:
                 await self._answer(sent, scope, await self._run(scope, receive))
         finally:
-            log.info("%s %s %s%s %.1f ms", method, path, status or "-",
-                     "" if rows is None else f" rows={rows}", (time.perf_counter() - started) * 1e3)
+            log.info("%s %s %s%s%s %.1f ms", method, path, status or "-",
+                     "" if rows is None else f" rows={rows}", "" if client is None else f" key={client}",
+                     (time.perf_counter() - started) * 1e3)
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int | None:
         limits = self.limits

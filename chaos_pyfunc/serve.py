@@ -24,6 +24,7 @@ import uvicorn
 import yaml
 
 from chaos_pyfunc import openapi
+from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
@@ -93,7 +94,13 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
     os.environ[MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.name] = str(
         int(settings.request_timeout_seconds) + 30)
     model = scoring_server.load_model_with_mlflow_config(str(served.path))
-    return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings), served.as_dict())
+    keys = KeyRing(Path(settings.api_keys_file)) if settings.api_keys_file else None
+    if keys is None:
+        log.warning("no API keys file (CHAOS_API_KEYS_FILE): every client is let in")
+    else:
+        log.info("API keys: %d from %s; /ping and /health need none", len(keys), settings.api_keys_file)
+    return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings), served.as_dict(),
+                   keys)
 
 
 def serve(model_uri: str, host: str, port: int) -> None:

@@ -15,6 +15,8 @@
 # previous image and version together. MODEL_VERSION=<N> deploys that version instead (a model
 # rollback: the alias is not read). The registry is MLFLOW_TRACKING_URI, else the cluster's
 # (k8s/registry) through kubectl port-forward.
+# The smoke test authenticates with SMOKE_API_KEY (a key of the environment's keys file, a
+# masked CI variable); it is never printed.
 # Environment: ROLLOUT_TIMEOUT (default 300s), SMOKE_PORT (local port, default 18080),
 # REGISTRY_PORT (local port for the registry, default 15000).
 set -euo pipefail
@@ -157,6 +159,10 @@ if $render_only; then
   exit 0
 fi
 
+[[ -n ${SMOKE_API_KEY:-} ]] || {
+  echo "error: set SMOKE_API_KEY to an API key of $env_name for the smoke test" >&2
+  exit 2
+}
 echo "deploying $image_ref with $model_uri to $namespace"
 kubectl apply -k "$workdir"
 if ! kubectl rollout status "deployment/$deployment" -n "$namespace" --timeout="${ROLLOUT_TIMEOUT:-300s}"; then
@@ -180,7 +186,9 @@ for _ in $(seq 30); do
 done
 $ready || { echo "error: no answer on /ping through kubectl port-forward within 30 s" >&2; exit 1; }
 example=$REPO_DIR/model/serving_input_example.json
-response=$(curl --silent --show-error --fail --connect-timeout 5 --max-time 30 \
+# The key goes through curl's config on stdin, never on a command line (ps) or in the log.
+auth_header() { printf 'header = "Authorization: Bearer %s"\n' "$SMOKE_API_KEY"; }
+response=$(auth_header | curl --silent --show-error --fail --connect-timeout 5 --max-time 30 --config - \
   -H 'Content-Type: application/json' --data-binary "@$example" "http://127.0.0.1:$port/invocations")
 python3 -c '
 import json, sys
@@ -190,7 +198,7 @@ if len(scores) != rows or not all(0 <= s <= 1 for s in scores):
     sys.exit(f"smoke test failed: expected {rows} appetences in [0, 1], got {scores}")
 print(f"smoke test passed: {len(scores)} appetences in [0, 1]: {scores}")
 ' "$example" "$response"
-served=$(curl --silent --show-error --fail --max-time 10 "http://127.0.0.1:$port/model" |
+served=$(auth_header | curl --silent --show-error --fail --max-time 10 --config - "http://127.0.0.1:$port/model" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 if [[ $served != "$model_version" ]]; then
   echo "error: the Service answers with model version $served, not $model_version" >&2

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Create the Secrets an environment needs, from local files and variables: none is ever in git.
 #
-#   k8s/secrets.sh [--apply] <env> <service-account-key.json> <config.yml>
+#   k8s/secrets.sh [--apply] <env> <service-account-key.json> <config.yml> <api-keys.yml>
 #       Secret chaos-secrets-<env> in namespace chaos-<env>, keys credentials.json (the key of the
-#       service account the Cloud SQL Auth Proxy uses) and config.yml (the app's settings, see
-#       config_template.yml: database host 127.0.0.1, port 5432, i.e. the proxy).
+#       service account the Cloud SQL Auth Proxy uses), config.yml (the app's settings, see
+#       config_template.yml: database host 127.0.0.1, port 5432, i.e. the proxy) and
+#       api-keys.yml (the clients' key ids and hashes: `chaos keys create CLIENT --file F`).
 #   k8s/secrets.sh [--apply] registry <env>
 #       Secret gitlab-registry-<env> (type kubernetes.io/dockerconfigjson) that pulls the image,
 #       from a GitLab deploy token with read_registry scope: GITLAB_DEPLOY_USER and
@@ -38,7 +39,7 @@ if [[ ${1:-} == registry ]]; then
   shift
   [[ $# -eq 1 ]] || usage
 else
-  [[ $# -eq 3 ]] || usage
+  [[ $# -eq 4 ]] || usage
 fi
 
 env_name=$1
@@ -69,14 +70,17 @@ emit() {
 if [[ $kind == app ]]; then
   key_file=$2
   config_file=$3
-  for file in "$key_file" "$config_file"; do
+  api_keys_file=$4
+  for file in "$key_file" "$config_file" "$api_keys_file"; do
     [[ -f $file && -r $file ]] || die "no readable file '$file'"
   done
   # Catches swapped arguments: the service account key is JSON, the config is YAML.
   python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$key_file" 2>/dev/null ||
     die "'$key_file' is not a JSON service account key"
+  grep -q '^keys:' "$api_keys_file" || die "'$api_keys_file' is not an API keys file (chaos keys create)"
   emit secret generic "chaos-secrets-$env_name" \
-    --from-file=credentials.json="$key_file" --from-file=config.yml="$config_file"
+    --from-file=credentials.json="$key_file" --from-file=config.yml="$config_file" \
+    --from-file=api-keys.yml="$api_keys_file"
 else
   [[ -n ${GITLAB_DEPLOY_USER:-} ]] || die "set GITLAB_DEPLOY_USER to the GitLab deploy token's username"
   [[ -n ${GITLAB_DEPLOY_TOKEN:-} ]] || die "set GITLAB_DEPLOY_TOKEN to the GitLab deploy token (read_registry)"

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from chaos_pyfunc import schema
+from chaos_pyfunc.auth import KeyRing, create
 from chaos_pyfunc.gateway import (
     ERROR_CODES,
+    UNAUTHENTICATED,
     Gateway,
     Limits,
     Refusal,
@@ -396,7 +398,7 @@ def test_error_body_is_exactly_a_code_and_a_message() -> None:
 
 
 def test_every_status_has_an_error_code() -> None:
-    assert set(ERROR_CODES) == {400, 404, 405, 413, 415, 500, 503, 504}
+    assert set(ERROR_CODES) == {400, 401, 404, 405, 413, 415, 500, 503, 504}
     assert Refusal(413, "m").error_code == "REQUEST_LIMIT_EXCEEDED"
     assert Refusal(418, "m").error_code == "BAD_REQUEST"
     assert Refusal(400, "m", "OWN_CODE").error_code == "OWN_CODE"
@@ -488,10 +490,13 @@ class App:
 
 
 def call(app: App, method: str, path: str, body: bytes = b"",
-         content_type: bytes | None = b"application/json") -> tuple[int, dict[bytes, bytes], bytes]:
+         content_type: bytes | None = b"application/json", keys: KeyRing | None = None,
+         authorization: str | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
     gateway = Gateway(app, Limits(max_body_bytes=4096, max_rows=10, max_in_flight=2,
-                                  request_timeout_seconds=5.0), {"openapi": "3.1.0"})
+                                  request_timeout_seconds=5.0), {"openapi": "3.1.0"}, keys=keys)
     headers = [] if content_type is None else [(b"content-type", content_type)]
+    if authorization is not None:
+        headers.append((b"authorization", authorization.encode()))
     scope = {"type": "http", "method": method, "path": path, "headers": headers}
     sent: list[dict[str, Any]] = []
 
@@ -571,3 +576,43 @@ def test_a_number_column_takes_json_numbers_only(value: object) -> None:
     with pytest.raises(Refusal) as refused:
         parse_json_body(body)
     assert (refused.value.status, refused.value.message) == (400, "age: expected an integer at row 1")
+
+
+# ------------------------------------------------------------------ API keys
+
+
+@pytest.fixture
+def keys(tmp_path) -> tuple[KeyRing, str]:
+    path = tmp_path / "keys.yml"
+    key = create(path, "acme")
+    return KeyRing(path), key
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer chaos_0000000_x",
+                                           "Basic dXNlcjpwYXNz", "chaos_12345678_" + "a" * 43])
+def test_without_a_valid_key_every_path_but_the_probes_is_a_401(keys, authorization: str | None,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    ring, key = keys
+    app = App()
+    body = dumps({"dataframe_records": records(1)})
+    status, headers, content = call(app, "POST", "/invocations", body, keys=ring, authorization=authorization)
+    assert status == 401 and app.calls == 0
+    assert headers[b"www-authenticate"] == b'Bearer realm="chaos"'
+    assert headers[b"connection"] == b"close"  # the unread body is not left in the stream
+    assert json.loads(content) == {"error_code": "UNAUTHENTICATED", "message": UNAUTHENTICATED}
+    for path in ("/model", "/openapi.json", "/version"):
+        assert call(App(), "GET", path, keys=ring, authorization=authorization)[0] == 401
+    for path in ("/ping", "/health"):
+        assert call(App(), "GET", path, keys=ring, authorization=authorization)[0] == 200
+    assert key not in caplog.text
+
+
+def test_a_valid_key_is_let_in_and_logged_by_its_id_only(keys, caplog: pytest.LogCaptureFixture) -> None:
+    ring, key = keys
+    caplog.set_level(logging.INFO, logger="chaos.access")
+    status, _, _ = call(App(), "POST", "/invocations", dumps({"dataframe_records": records(1)}), keys=ring,
+                        authorization=f"Bearer {key}")
+    assert status == 200
+    key_id = key.split("_")[1]
+    assert f"key={key_id}" in caplog.text
+    assert key not in caplog.text and key.split("_", 2)[2] not in caplog.text

@@ -221,6 +221,16 @@ def test_app_container(env: str) -> None:
 
 
 @pytest.mark.parametrize("env", ENVS)
+def test_every_environment_requires_api_keys_from_its_secret(env: str) -> None:
+    spec = pod_spec(env)
+    app = container(spec, "chaos")
+    keys_file = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_API_KEYS_FILE")
+    path, volume = mount_of(spec, app, "api-keys.yml")
+    assert keys_file == f"{path}/api-keys.yml"
+    assert volume["secret"]["secretName"] == f"chaos-secrets-{env}"
+
+
+@pytest.mark.parametrize("env", ENVS)
 def test_resources(env: str) -> None:
     spec = pod_spec(env)
     for c in all_containers(spec):
@@ -492,7 +502,7 @@ def test_the_registry_runs_mlflow_server_on_cloud_sql_and_gcs_reachable_only_fro
 # --- secrets.sh ----------------------------------------------------------------------------------------
 
 
-SecretFiles = tuple[Path, Path, list[str]]
+SecretFiles = tuple[Path, Path, Path, list[str]]
 
 
 @pytest.fixture
@@ -503,17 +513,19 @@ def secret_files(tmp_path: Path) -> SecretFiles:
     key.write_text(json.dumps({"type": "service_account", "private_key": sentinels[0]}))
     config = tmp_path / "config.yml"
     config.write_text(f"database:\n  password: {sentinels[1]}\n")
-    encoded = [base64.b64encode(path.read_bytes()).decode() for path in (key, config)]
-    return key, config, sentinels + encoded
+    api_keys = tmp_path / "api-keys.yml"
+    api_keys.write_text("keys:\n- client: acme\n  id: 0123abcd\n  sha256: " + "ab" * 32 + "\n")
+    encoded = [base64.b64encode(path.read_bytes()).decode() for path in (key, config, api_keys)]
+    return key, config, api_keys, sentinels + encoded
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_secrets_dry_run_shows_names_never_values(env: str, secret_files: SecretFiles) -> None:
-    key, config, sentinels = secret_files
-    done = run_script("secrets.sh", env, key, config)
+    key, config, api_keys, sentinels = secret_files
+    done = run_script("secrets.sh", env, key, config, api_keys)
     assert done.returncode == 0, done.stderr
     assert f"Secret chaos-secrets-{env} in namespace chaos-{env}" in done.stdout
-    assert "keys: config.yml credentials.json" in done.stdout
+    assert "keys: api-keys.yml config.yml credentials.json" in done.stdout
     for sentinel in sentinels:
         assert sentinel not in done.stdout + done.stderr
 
@@ -533,15 +545,19 @@ def test_registry_secret_dry_run_hides_the_token() -> None:
     ("bad env", "unknown environment 'prod'"),
     ("missing key", "no readable file"),
     ("swapped files", "is not a JSON service account key"),
+    ("no keys file", "usage"),
+    ("not a keys file", "is not an API keys file"),
     ("no token", "set GITLAB_DEPLOY_TOKEN"),
     ("no arguments", "usage"),
 ])
 def test_secrets_refuses_bad_input(case: str, message: str, secret_files: SecretFiles) -> None:
-    key, config, _ = secret_files
+    key, config, api_keys, _ = secret_files
     args: list[str | Path] = {
-        "bad env": ["prod", key, config],
-        "missing key": ["develop", key.with_name("absent.json"), config],
-        "swapped files": ["develop", config, key],
+        "bad env": ["prod", key, config, api_keys],
+        "missing key": ["develop", key.with_name("absent.json"), config, api_keys],
+        "swapped files": ["develop", config, key, api_keys],
+        "no keys file": ["develop", key, config],
+        "not a keys file": ["develop", key, config, config],
         "no token": ["registry", "develop"],
         "no arguments": [],
     }[case]
