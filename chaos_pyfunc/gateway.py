@@ -173,6 +173,21 @@ def parse_json_body(body: bytes) -> tuple[Any, int]:
     return document, rows
 
 
+def one_customer_as_records(body: bytes) -> bytes:
+    """POST /appetence's body, one JSON object of a customer's columns, as the one-row
+    dataframe_records request it means: every rule and message of /invocations then applies."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refusal(400, "body: not valid JSON (UTF-8)") from None
+    if not isinstance(document, dict) or any(key in document for key in INPUT_KEYS):
+        raise Refusal(400, "body: expected one JSON object of the customer's columns "
+                           f"({COLUMNS_HINT}); several customers: POST /invocations")
+    if problem := _columns_problem(list(document), "body"):
+        raise Refusal(400, problem)
+    return json.dumps({"dataframe_records": [document]}).encode()
+
+
 def csv_rows(body: bytes) -> int:
     """An upper bound of a CSV body's rows (a quoted field may hold a line break), once its
     header is known to name every input column."""
@@ -299,11 +314,11 @@ def safe_error(status: int, body: bytes) -> tuple[int, bytes]:
     if status == 415:
         return 415, error_body("BAD_REQUEST", CONTENT_TYPE_MESSAGE)
     if status == 404:
-        return 404, error_body("ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, "
+        return 404, error_body("ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, /appetence, "
                                                      "GET /ping, /health, /version, /model, /openapi.json")
     if status == 405:
-        return 405, error_body("BAD_REQUEST", "method not allowed: POST /invocations, GET /ping, "
-                                              "/health, /version, /model, /openapi.json")
+        return 405, error_body("BAD_REQUEST", "method not allowed: POST /invocations, /appetence, "
+                                              "GET /ping, /health, /version, /model, /openapi.json")
     if status == 504:
         return 504, error_body("DEADLINE_EXCEEDED", "the request took too long; retry later")
     if status >= 500:
@@ -378,6 +393,10 @@ class Gateway:
                     return
             if path == "/invocations" and method == "POST":
                 rows = await self._invocations(scope, receive, sent)
+            elif path == "/appetence" and method == "POST":
+                rows = await self._invocations(scope, receive, sent, single=True)
+            elif path == "/appetence":
+                await respond(sent, 405, canned(405), extra=[(b"allow", b"POST")])
             elif path == "/openapi.json" and method == "GET":
                 await respond(sent, 200, self._openapi)
             elif path == "/model":
@@ -396,7 +415,10 @@ class Gateway:
                      "" if rows is None else f" rows={rows}", "" if client is None else f" key={client}",
                      (time.perf_counter() - started) * 1e3)
 
-    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send,
+                           single: bool = False) -> int | None:
+        """POST /invocations; with ``single``, POST /appetence: one flat customer object, taken
+        through the very same path as a one-row dataframe_records request."""
         limits = self.limits
         if self.in_flight >= limits.max_in_flight:
             await respond(send, 503, error_body("TEMPORARILY_UNAVAILABLE",
@@ -408,6 +430,11 @@ class Gateway:
         try:
             body = await read_body(scope, receive, limits.max_body_bytes)
             content_type = media_type(scope)
+            if single:
+                if content_type != "application/json":
+                    raise Refusal(415, "Content-Type must be application/json, in UTF-8")
+                body = one_customer_as_records(body)
+                scope = {**scope, "path": "/invocations", "raw_path": b"/invocations"}
             rows = await count_rows(body, content_type)
             if rows is not None and rows > limits.max_rows:
                 raise Refusal(413, f"{rows} rows: at most {limits.max_rows} per request")
@@ -418,7 +445,7 @@ class Gateway:
             # MLflow predicts in a worker thread, which a timeout cannot stop: the wait is
             # abandoned, not the work, and the slot is freed only when the work is done.
             captured = await asyncio.wait_for(asyncio.shield(inner), limits.request_timeout_seconds)
-            await self._answer(send, scope, captured)
+            await self._answer(send, scope, captured.as_single() if single else captured)
             return rows
         except Refusal as refusal:
             await respond(send, refusal.status, error_body(refusal.error_code, refusal.message),
@@ -480,6 +507,13 @@ class Captured:
             self.headers = list(message.get("headers", []))
         elif message["type"] == "http.response.body":
             self.chunks.append(message.get("body", b""))
+
+    def as_single(self) -> Captured:
+        """A successful one-row answer as /appetence gives it: ``{"appetence": 0.82}``."""
+        if self.status == 200:
+            (row,) = json.loads(b"".join(self.chunks))["predictions"]
+            self.chunks = [json.dumps({schema.OUTPUT_COLUMN: row[schema.OUTPUT_COLUMN]}).encode()]
+        return self
 
     def as_text(self) -> Captured:
         """The same answer as plain text."""

@@ -53,6 +53,15 @@ def spec(settings: Settings) -> dict[str, Any]:
         "properties": {"dataframe_records": {"type": "array", "maxItems": settings.max_rows,
                                              "items": {"$ref": "#/components/schemas/Customer"}}},
     }
+    errors = {
+        "400": _error("a field is missing, malformed or out of range; the message names it and the rows"),
+        "413": _error(f"body over {settings.max_body_bytes} bytes or more than {settings.max_rows} rows"),
+        "415": _error("Content-Type is not application/json or text/csv"),
+        "500": _error("a bug: logged on the server"),
+        "503": _error("socio-economic indicators unavailable, or the server busy: "
+                      "retry after the Retry-After header's seconds"),
+        "504": _error(f"not answered within {settings.request_timeout_seconds:g} s"),
+    }
     text = {"description": "the version, as plain text",
             "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
@@ -70,15 +79,18 @@ def spec(settings: Settings) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "one appetence per row, in order", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}}},
-                    "400": _error("a field is missing, malformed or out of range; the message "
-                                  "names it and the rows"),
-                    "413": _error(f"body over {settings.max_body_bytes} bytes or more than "
-                                  f"{settings.max_rows} rows"),
-                    "415": _error("Content-Type is not application/json or text/csv"),
-                    "500": _error("a bug: logged on the server"),
-                    "503": _error("socio-economic indicators unavailable, or the server busy: "
-                                  "retry after the Retry-After header's seconds"),
-                    "504": _error(f"not answered within {settings.request_timeout_seconds:g} s"),
+                    **errors,
+                },
+            }},
+            "/appetence": {"post": {
+                "summary": "Score one customer",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}},
+                "responses": {
+                    "200": {"description": "the customer's appetence", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Appetence"}}}},
+                    **{status: answer for status, answer in errors.items() if status != "415"},
+                    "415": _error("Content-Type is not application/json"),
                 },
             }},
             "/ping": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
@@ -99,6 +111,10 @@ def spec(settings: Settings) -> dict[str, Any]:
                     "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0,
                                                           "maximum": 1}},
                 }}},
+            },
+            "Appetence": {
+                "type": "object", "required": [schema.OUTPUT_COLUMN], "additionalProperties": False,
+                "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0, "maximum": 1}},
             },
             "Model": {
                 "type": "object", "required": ["uri", "name", "version", "package_version"],

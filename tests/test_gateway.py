@@ -24,6 +24,7 @@ from chaos_pyfunc.gateway import (
     diagnose,
     diagnose_csv,
     error_body,
+    one_customer_as_records,
     parse_json_body,
     read_body,
     safe_error,
@@ -353,10 +354,10 @@ def test_a_safe_message_without_a_string_code_gets_the_status_code() -> None:
 @pytest.mark.parametrize(
     ("status", "code", "message"),
     [(415, "BAD_REQUEST", "Content-Type must be application/json or text/csv, in UTF-8"),
-     (404, "ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, GET /ping, /health, /version, "
-                                 "/model, /openapi.json"),
-     (405, "BAD_REQUEST", "method not allowed: POST /invocations, GET /ping, /health, /version, "
-                          "/model, /openapi.json"),
+     (404, "ENDPOINT_NOT_FOUND", "no such endpoint: POST /invocations, /appetence, GET /ping, /health, "
+                                 "/version, /model, /openapi.json"),
+     (405, "BAD_REQUEST", "method not allowed: POST /invocations, /appetence, GET /ping, /health, "
+                          "/version, /model, /openapi.json"),
      (504, "DEADLINE_EXCEEDED", "the request took too long; retry later")],
 )
 def test_statuses_with_a_canned_answer(status: int, code: str, message: str) -> None:
@@ -537,7 +538,8 @@ def test_a_405_keeps_mlflows_allow_header() -> None:
                                                          (b"allow", b"GET")])
     status, headers, content = call(app, "TRACE", "/ping")
     assert (status, headers[b"allow"]) == (405, b"GET")
-    assert answer(content)["message"].startswith("method not allowed: POST /invocations, GET /ping")
+    assert answer(content)["message"].startswith(
+        "method not allowed: POST /invocations, /appetence, GET /ping")
 
 
 def test_version_is_plain_text_as_it_is_written() -> None:
@@ -616,3 +618,30 @@ def test_a_valid_key_is_let_in_and_logged_by_its_id_only(keys, caplog: pytest.Lo
     key_id = key.split("_")[1]
     assert f"key={key_id}" in caplog.text
     assert key not in caplog.text and key.split("_", 2)[2] not in caplog.text
+
+
+# ------------------------------------------------------------------ POST /appetence
+
+
+def test_one_customer_is_the_one_row_records_request_it_means() -> None:
+    row = valid_row()
+    assert json.loads(one_customer_as_records(dumps(row))) == {"dataframe_records": [row]}
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'"x"', b'{"dataframe_records": []}', b"{"],
+                         ids=["list", "string", "a_batch_form", "malformed"])
+def test_anything_but_one_customer_object_is_a_400(body: bytes) -> None:
+    refusal = refusal_of(lambda: one_customer_as_records(body))
+    assert refusal.status == 400 and refusal.message.startswith("body:")
+
+
+def test_appetence_answers_one_number_and_passes_errors_as_they_are() -> None:
+    app = App(body=b'{"predictions": [{"appetence": 0.25}]}')
+    status, _, content = call(app, "POST", "/appetence", dumps(valid_row()))
+    assert (status, json.loads(content)) == (200, {"appetence": 0.25})
+    message = "age: must be 0..130 (age in years) at row 0"
+    refused = App(status=400, body=mlflow_error(message, safe_message=message))
+    status, _, content = call(refused, "POST", "/appetence", dumps(valid_row()))
+    assert (status, json.loads(content)["message"]) == (400, message)
+    assert call(App(), "GET", "/appetence")[0] == 405
+    assert call(App(), "POST", "/appetence", b"x", b"text/csv")[0] == 415

@@ -40,9 +40,9 @@ def spec(pg_server: str) -> dict[str, Any]:
     return response.json()
 
 
-def test_the_document_is_openapi_3_1_with_the_five_endpoints(spec: dict[str, Any]) -> None:
+def test_the_document_is_openapi_3_1_with_the_six_endpoints(spec: dict[str, Any]) -> None:
     assert spec["openapi"] == "3.1.0"
-    assert set(spec["paths"]) == {"/invocations", "/ping", "/health", "/version", "/model"}
+    assert set(spec["paths"]) == {"/invocations", "/appetence", "/ping", "/health", "/version", "/model"}
     assert set(spec["paths"]["/invocations"]) == {"post"}
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
@@ -111,6 +111,6 @@ def test_schemathesis_finds_nothing(pg_server: str, mode: str, tmp_path: Path) -
     output = run.stdout + run.stderr
     sys.stdout.write(output)  # shown by pytest on failure
     assert run.returncode == 0, f"schemathesis ({mode}) exited with {run.returncode}:\n{output[-20000:]}"
-    assert "Selected: 5/5" in output and "Tested: 5" in output, output[-5000:]
+    assert "Selected: 6/6" in output and "Tested: 6" in output, output[-5000:]
     generated = re.search(r"(\d+) generated, \1 passed", output)
     assert generated and int(generated[1]) >= 50, output[-5000:]
