@@ -56,14 +56,16 @@ def _log_tail(log: Path, chars: int = 6000) -> str:
 
 @contextmanager
 def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Path, log: Path,
-           startup_seconds: float = 60, ready_path: str = "/ping") -> Iterator[Served]:
-    """``command(port)`` on a free port with exactly ``env``; yields once GET ``ready_path`` is 200.
+           startup_seconds: float = 60, ready_path: str = "/ping",
+           https_ca: Path | None = None) -> Iterator[Served]:
+    """``command(port)`` on a free port with exactly ``env``; yields once GET ``ready_path`` is 200
+    (over HTTPS, checked against the certificate ``https_ca``, if given).
 
     On exit its whole process group gets SIGTERM (a graceful stop: `mlflow models serve` and
     the uvicorn it starts, or `chaos serve` alone), then SIGKILL if it lingers.
     """
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if https_ca else 'http'}://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(command(port), cwd=cwd, env=dict(env), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -75,7 +77,8 @@ def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Pat
                 raise ServerDidNotStart(f"the server exited with code {process.returncode} before "
                                         f"answering {ready_path}; its log:\n{_log_tail(log)}")
             with suppress(requests.RequestException):
-                if requests.get(f"{url}{ready_path}", timeout=2).status_code == 200:
+                if requests.get(f"{url}{ready_path}", timeout=2,
+                                verify=str(https_ca) if https_ca else True).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise ServerDidNotStart(f"the server did not answer {ready_path} within "

@@ -39,7 +39,9 @@ ENV_VARS = {
     "model_uri": "CHAOS_MODEL_URI",
     "gate_max_auc_drop": "CHAOS_GATE_MAX_AUC_DROP",
     "gate_min_roc_auc": "CHAOS_GATE_MIN_ROC_AUC",
-    "api_keys_file": "CHAOS_API_KEYS_FILE",
+    "api_keys_file": "CHAOS_API_KEYS_FILE",  # pragma: allowlist secret (a variable name)
+    "tls_cert_file": "CHAOS_TLS_CERT_FILE",
+    "tls_key_file": "CHAOS_TLS_KEY_FILE",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -86,6 +88,10 @@ class Settings:
     # The API keys file (auth.py: ids and hashes, from `chaos keys create`); empty: no
     # authentication, the embedded default. Every Kubernetes overlay sets it.
     api_keys_file: str = ""
+    # TLS in the pod (the certificate from cert-manager, k8s/base/certificate.yaml): both PEM
+    # files, or neither for plain HTTP (the embedded default). With them, plain HTTP is refused.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         try:
@@ -113,6 +119,8 @@ class Settings:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{name} is out of range: {getattr(self, name)!r}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("tls_cert_file and tls_key_file go together: set both, or neither")
 
     @property
     def url(self) -> URL:

@@ -114,6 +114,8 @@ def serve(model_uri: str, host: str, port: int) -> None:
             raise
         log.info("serving %s", served.describe())
         app = create_app(served, settings)
-        log.info("serving %s on http://%s:%d", served.describe(), host, port)
+        tls = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file} \
+            if settings.tls_cert_file else {}
+        log.info("serving %s on %s://%s:%d", served.describe(), "https" if tls else "http", host, port)
         uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds, **tls)

@@ -174,11 +174,16 @@ fi
 
 # Smoke test through the Service: the example request must get one appetence in [0, 1] per row.
 port=${SMOKE_PORT:-18080}
-kubectl port-forward -n "$namespace" "service/$deployment" "$port:80" >/dev/null &
+# HTTPS to the environment's own name, sent through the tunnel: the certificate is checked as a
+# client on the internet would check it.
+host=$(kubectl get certificate -n "$namespace" "$deployment" -o jsonpath='{.spec.dnsNames[0]}')
+base=https://$host
+tunnel=(--connect-to "$host:443:127.0.0.1:$port")
+kubectl port-forward -n "$namespace" "service/$deployment" "$port:443" >/dev/null &
 pf_pid=$!
 ready=false
 for _ in $(seq 30); do
-  if curl --silent --fail --max-time 2 "http://127.0.0.1:$port/ping" >/dev/null; then
+  if curl --silent --fail --max-time 2 "${tunnel[@]}" "$base/ping" >/dev/null; then
     ready=true
     break
   fi
@@ -189,7 +194,7 @@ example=$REPO_DIR/model/serving_input_example.json
 # The key goes through curl's config on stdin, never on a command line (ps) or in the log.
 auth_header() { printf 'header = "Authorization: Bearer %s"\n' "$SMOKE_API_KEY"; }
 response=$(auth_header | curl --silent --show-error --fail --connect-timeout 5 --max-time 30 --config - \
-  -H 'Content-Type: application/json' --data-binary "@$example" "http://127.0.0.1:$port/invocations")
+  "${tunnel[@]}" -H 'Content-Type: application/json' --data-binary "@$example" "$base/invocations")
 python3 -c '
 import json, sys
 rows = len(json.load(open(sys.argv[1]))["dataframe_split"]["data"])
@@ -198,7 +203,7 @@ if len(scores) != rows or not all(0 <= s <= 1 for s in scores):
     sys.exit(f"smoke test failed: expected {rows} appetences in [0, 1], got {scores}")
 print(f"smoke test passed: {len(scores)} appetences in [0, 1]: {scores}")
 ' "$example" "$response"
-served=$(auth_header | curl --silent --show-error --fail --max-time 10 --config - "http://127.0.0.1:$port/model" |
+served=$(auth_header | curl --silent --show-error --fail --max-time 10 --config - "${tunnel[@]}" "$base/model" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 if [[ $served != "$model_version" ]]; then
   echo "error: the Service answers with model version $served, not $model_version" >&2

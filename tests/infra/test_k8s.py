@@ -102,14 +102,48 @@ def test_overlay_is_valid_kubernetes_1_30(env: str, tmp_path: Path) -> None:
     done = run_tool("kubernetes-validate", ["-k", "1.30.0", "--strict", rendered], timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    # The CLI only warns about an unknown apiVersion: require one "passed" per object.
-    assert output.count("passed for resource") == len(manifests(env)), output
+    # The CLI only warns about an unknown apiVersion: require one "passed" per object, but for
+    # cert-manager's Certificate, whose schema it lacks (checked by test_tls_certificate).
+    core = [doc for doc in manifests(env) if not doc["apiVersion"].startswith("cert-manager.io/")]
+    assert output.count("passed for resource") == len(core), output
+    assert len(manifests(env)) - len(core) == 1
+
+
+HOSTS = {"develop": "chaos-develop.bank.example", "staging": "chaos-staging.bank.example",
+         "master": "chaos.bank.example"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_tls_certificate_and_source_ranges(env: str) -> None:
+    """HTTPS only, with the environment's certificate, from the ranges the overlay lets in."""
+    docs = manifests(env)
+    certificate = only(docs, "Certificate")
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    spec = certificate["spec"]
+    assert spec["secretName"] == f"chaos-tls-{env}" and spec["dnsNames"] == [HOSTS[env]]
+    assert spec["issuerRef"] == {"kind": "ClusterIssuer", "name": "letsencrypt-dns"}
+    assert set(spec) <= {"secretName", "dnsNames", "duration", "renewBefore", "privateKey", "issuerRef"}
+    pod = pod_spec(env)
+    app = container(pod, "chaos")
+    files = {e["name"]: e["value"] for e in app["env"] if e["name"].startswith("CHAOS_TLS_")}
+    mount = next(m for m in app["volumeMounts"] if m["name"] == "tls")
+    assert files == {"CHAOS_TLS_CERT_FILE": f"{mount['mountPath']}/tls.crt",
+                     "CHAOS_TLS_KEY_FILE": f"{mount['mountPath']}/tls.key"}
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == spec["secretName"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert app[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    service = only(docs, "Service")["spec"]
+    assert [p["port"] for p in service["ports"]] == [443]  # no plain HTTP port
+    ranges = service["loadBalancerSourceRanges"]
+    assert ranges and "0.0.0.0/0" not in ranges and "192.0.2.0/24" not in ranges
+    assert all(ipaddress.ip_network(r).prefixlen >= 24 for r in ranges), ranges
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_objects_per_environment(env: str) -> None:
     kinds = sorted(doc["kind"] for doc in manifests(env))
-    expected = ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]
+    expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]
     if env != "develop":  # the nightly retraining (components/retrain)
         expected += ["CronJob"]
     if env == "master":
@@ -263,7 +297,7 @@ def test_service_and_network_policy(env: str) -> None:
     pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     service = only(docs, "Service")["spec"]
     assert service["type"] == "LoadBalancer"
-    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+    assert service["ports"] == [{"name": "https", "port": 443, "targetPort": 8080, "protocol": "TCP"}]
     assert service["selector"] == pod_labels
     policy = only(docs, "NetworkPolicy")["spec"]
     # The serving pods and the retraining job's: the same ways out.
