@@ -42,6 +42,8 @@ ENV_VARS = {
     "api_keys_file": "CHAOS_API_KEYS_FILE",  # pragma: allowlist secret (a variable name)
     "tls_cert_file": "CHAOS_TLS_CERT_FILE",
     "tls_key_file": "CHAOS_TLS_KEY_FILE",
+    "header_timeout_seconds": "CHAOS_HEADER_TIMEOUT_SECONDS",
+    "max_connections": "CHAOS_MAX_CONNECTIONS",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -92,6 +94,11 @@ class Settings:
     # files, or neither for plain HTTP (the embedded default). With them, plain HTTP is refused.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # The connection edge (edge.py): a connection without a complete request head this long is
+    # closed; past max_connections open connections, new requests get 503 (uvicorn's
+    # limit_concurrency). Idle keep-alive connections close after 5 s (uvicorn's default).
+    header_timeout_seconds: float = 10.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         try:
@@ -115,6 +122,8 @@ class Settings:
             "model_uri": bool(self.model_uri.strip()),
             "gate_max_auc_drop": 0 <= self.gate_max_auc_drop <= 1,
             "gate_min_roc_auc": 0 <= self.gate_min_roc_auc <= 1,
+            "header_timeout_seconds": self.header_timeout_seconds > 0,
+            "max_connections": self.max_connections >= self.max_in_flight,
         }
         for name, ok in checks.items():
             if not ok:

@@ -23,7 +23,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from chaos_pyfunc import openapi
+from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.gateway import Gateway, Limits
@@ -118,4 +118,6 @@ def serve(model_uri: str, host: str, port: int) -> None:
             if settings.tls_cert_file else {}
         log.info("serving %s on %s://%s:%d", served.describe(), "https" if tls else "http", host, port)
         uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds, **tls)
+                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+                    http=edge.protocol_class(settings.header_timeout_seconds),
+                    limit_concurrency=settings.max_connections, **tls)

@@ -42,7 +42,7 @@ from support.raw_http import announce_body
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import CONFIG_FILE_VAR, ENV_VARS
-from chaos_pyfunc.gateway import INPUT_KEYS
+from chaos_pyfunc.gateway import ERROR_CODES, INPUT_KEYS
 
 from .conftest import MODEL_DIR, frame_to_json, predictions, running_server
 
@@ -57,7 +57,9 @@ ALLOWED_STATUSES = {200, 400, 413, 415}
 COLUMNS = list(schema.INPUT_COLUMNS)
 # Our own words: a value equal to one of them may be named in a message without being echoed.
 VOCABULARY = " ".join([*COLUMNS, *(v for values in schema.CATEGORIES.values() for v in values),
-                       *INPUT_KEYS, "columns", "data", "index", "params", "predictions", "appetence"])
+                       *INPUT_KEYS, "columns", "data", "index", "params", "predictions", "appetence",
+                       # the answer's own words: a key sent that is a piece of them is no echo
+                       "error_code", "message", *ERROR_CODES.values()])
 
 FUZZ = settings(deadline=None, database=None, derandomize=True, max_examples=EXAMPLES,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
