@@ -90,13 +90,7 @@ def error_body(error_code: str, message: str) -> bytes:
 def _columns_problem(columns: object, where: str) -> str | None:
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         return f"{where}: expected a list of column names"
-    missing = [c for c in schema.INPUT_COLUMNS if c not in columns]
-    if missing:
-        return f"missing column(s): {', '.join(missing)}"
-    duplicated = [c for c in schema.INPUT_COLUMNS if columns.count(c) > 1]
-    if duplicated:
-        return f"duplicate column(s): {', '.join(duplicated)}"
-    return None
+    return schema.columns_problem(columns)
 
 
 def _split_rows(split: object) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
 
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+DATE_PATTERN = f"^{schema.DATE_PATTERN}$"
 
 
 def _column(name: str) -> dict[str, Any]:

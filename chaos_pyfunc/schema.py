@@ -122,10 +122,24 @@ def _check_category(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) 
     return None
 
 
+# A contact's date as every path writes it (strptime alone would also take 2010-1-5).
+DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
+
+
+def columns_problem(columns: list[str]) -> str | None:
+    """The columns rule, for every request form: each input column present, once."""
+    missing = [c for c in INPUT_COLUMNS if c not in columns]
+    if missing:
+        return f"missing column(s): {', '.join(missing)}"
+    duplicated = [c for c in INPUT_COLUMNS if columns.count(c) > 1]
+    if duplicated:
+        return f"duplicate column(s): {', '.join(duplicated)}"
+    return None
+
+
 def _parse_dates(raw: pd.Series) -> tuple[pd.Series, str | None]:
     as_text = raw.astype("string")
-    # The pattern first: strptime alone would also take 2010-1-5.
-    well_formed = as_text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).astype(bool)
+    well_formed = as_text.str.fullmatch(DATE_PATTERN).fillna(False).astype(bool)
     dates = pd.to_datetime(as_text.where(well_formed), format="%Y-%m-%d", errors="coerce")
     bad = dates.isna()
     if bad.any():
@@ -141,12 +155,8 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput("expected a table of rows with columns " + ", ".join(INPUT_COLUMNS))
-    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"missing column(s): {', '.join(missing)}")
-    if frame.columns.duplicated().any():
-        dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise InvalidInput(f"duplicate column(s): {', '.join(map(str, dupes))}")
+    if problem := columns_problem([str(c) for c in frame.columns]):
+        raise InvalidInput(problem)
     clean = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     source = frame.reset_index(drop=True)
     problems: list[str] = []
@@ -167,7 +177,7 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ the fast path, for serving
 
-_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_PATTERN = re.compile(DATE_PATTERN)
 _CATEGORY_CODES = {column: {value: code for code, value in enumerate(values)}
                    for column, values in CATEGORIES.items()}
 
