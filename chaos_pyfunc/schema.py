@@ -79,7 +79,7 @@ def signature() -> ModelSignature:
     inputs = [ColSpec("string", DATE)]
     # Integers are long: pandas' int64 columns (pd.read_csv) go through as they are. The scoring
     # server casts a JSON column to long and would truncate 35.5 to 35: the gateway refuses a
-    # number that is not whole before that (gateway.diagnose), naming the field.
+    # number that is not whole before that (request_body.diagnose), naming the field.
     inputs += [ColSpec("long" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
 
