@@ -190,12 +190,10 @@ def _integer_problems(column: str, values: list[Any]) -> list[str]:
     problems = []
     bad = [not _whole(v) for v in values]
     if any(bad):
-        problems.append(f"{column}: expected an integer at {schema.at_rows(bad)}")
-    rule = schema.INTEGERS[column]  # worded as validate() words it
+        problems.append(schema.not_an_integer(column, bad))
     huge = [not b and not INT64_MIN <= v <= INT64_MAX for v, b in zip(values, bad, strict=True)]
     if any(huge):
-        problems.append(f"{column}: must be {rule.describe()} ({rule.meaning}) at "
-                        f"{schema.at_rows(huge)}")
+        problems.append(schema.out_of_range(column, huge))
     return problems
 
 

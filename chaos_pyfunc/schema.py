@@ -103,15 +103,24 @@ def at_rows(mask: np.ndarray | pd.Series) -> str:
     return ("row " if np.count_nonzero(np.asarray(mask)) == 1 else "rows ") + list_rows(mask)
 
 
+def not_an_integer(column: str, mask: np.ndarray | pd.Series | list[bool]) -> str:
+    return f"{column}: expected an integer at {at_rows(mask)}"
+
+
+def out_of_range(column: str, mask: np.ndarray | pd.Series | list[bool]) -> str:
+    rule = INTEGERS[column]
+    return f"{column}: must be {rule.describe()} ({rule.meaning}) at {at_rows(mask)}"
+
+
 def _check_integers(frame: pd.DataFrame, column: str, rule: IntRange) -> tuple[pd.Series, str | None]:
     raw = frame[column]
     numbers = pd.to_numeric(raw, errors="coerce")
     not_integer = numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers != numbers.round())
     if not_integer.any():
-        return numbers, f"{column}: expected an integer at {at_rows(not_integer)}"
+        return numbers, not_an_integer(column, not_integer)
     out = (numbers < rule.low) | (numbers > rule.high)
     if out.any():
-        return numbers, f"{column}: must be {rule.describe()} ({rule.meaning}) at {at_rows(out)}"
+        return numbers, out_of_range(column, out)
     return numbers.astype("int64"), None
 
 
