@@ -8,9 +8,12 @@ the reason; under CI (CI set) they fail instead, so they never silently vanish t
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,8 +29,11 @@ from sqlalchemy.engine import make_url
 from support.drain import HANGING_READS_ENV, IN_HAND_AFTER_SECONDS, classify
 from support.raw_http import announce_body
 from support.tcp_proxy import TcpProxy
+from support.tls import self_signed
 
 from bench.load import CONNECTION, BusyClients
+from bench.server import free_port
+from chaos_pyfunc.auth import create
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.schema import as_signature_types
 
@@ -293,3 +299,73 @@ def test_the_ci_unit_test_job_passes_inside_the_image(image: str) -> None:
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+# ---------------------------------------------------------------- the edge, as the overlays run it
+
+
+@pytest.fixture(scope="module")
+def edge_container(image: str, secret_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The image with what every overlay mounts: API keys beside config.yml, and TLS files."""
+    folder = tmp_path_factory.mktemp("edge-secret")
+    shutil.copy(secret_dir / "config.yml", folder / "config.yml")
+    key = create(folder / "api-keys.yml", "acme")
+    tls = tmp_path_factory.mktemp("edge-tls")
+    cert_file, _ = self_signed(tls)
+    for path in (folder, tls):
+        path.chmod(0o755)
+        for file in path.iterdir():
+            file.chmod(0o644)  # the container's user reads them, as the Secret's 0440 + fsGroup allow
+    port = free_port()
+    name = f"chaos-edge-{os.getpid()}"
+    podman("rm", "--force", name, check=False)
+    podman(*run_args(folder, name), "--volume", f"{tls}:/etc/chaos-tls:ro",
+           "--env", "CHAOS_API_KEYS_FILE=/etc/chaos/api-keys.yml",
+           "--env", "CHAOS_TLS_CERT_FILE=/etc/chaos-tls/tls.crt",
+           "--env", "CHAOS_TLS_KEY_FILE=/etc/chaos-tls/tls.key",
+           "--env", "CHAOS_HEADER_TIMEOUT_SECONDS=2",
+           image, "chaos", "serve", "--host", "0.0.0.0", "--port", str(port))  # noqa: S104
+    base = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                if requests.get(f"{base}/ping", timeout=2, verify=str(cert_file)).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-4000:]
+            time.sleep(0.5)
+        yield {"base": base, "port": port, "key": key, "ca": str(cert_file), "name": name}
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def test_the_image_serves_https_with_api_keys(edge_container: dict) -> None:
+    base, ca, key = edge_container["base"], edge_container["ca"], edge_container["key"]
+    body = json.loads((REPO / "model" / "serving_input_example.json").read_text())
+    assert requests.post(f"{base}/invocations", json=body, verify=ca, timeout=30).status_code == 401
+    scored = requests.post(f"{base}/invocations", json=body, verify=ca, timeout=30,
+                           headers={"Authorization": f"Bearer {key}"})
+    assert scored.status_code == 200, scored.text
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{edge_container['port']}/ping", timeout=10)
+    logs = podman("logs", edge_container["name"], check=False)
+    assert key not in logs.stdout + logs.stderr
+    assert f"key={key.split('_')[1]}" in logs.stdout + logs.stderr
+
+
+def test_the_image_closes_a_half_sent_head_and_answers_an_early_413_over_tls(edge_container: dict) -> None:
+    context = ssl.create_default_context(cafile=edge_container["ca"])
+    with socket.create_connection(("127.0.0.1", edge_container["port"])) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-")
+        sock.settimeout(30)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408 ")
+    connection = http.client.HTTPSConnection("127.0.0.1", edge_container["port"], timeout=60, context=context)
+    connection.request("POST", "/invocations", body=b"{" + b" " * (20 * 1024 * 1024) + b"}",
+                       headers={"Content-Type": "application/json",
+                                "Authorization": f"Bearer {edge_container['key']}"})
+    answer = connection.getresponse()
+    assert answer.status == 413 and json.loads(answer.read())["message"].startswith("body larger than")
+    connection.close()
