@@ -44,6 +44,7 @@ ENV_VARS = {
     "tls_key_file": "CHAOS_TLS_KEY_FILE",
     "header_timeout_seconds": "CHAOS_HEADER_TIMEOUT_SECONDS",
     "max_connections": "CHAOS_MAX_CONNECTIONS",
+    "metrics_port": "CHAOS_METRICS_PORT",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -99,6 +100,9 @@ class Settings:
     # limit_concurrency). Idle keep-alive connections close after 5 s (uvicorn's default).
     header_timeout_seconds: float = 10.0
     max_connections: int = 1000
+    # GET /metrics (Prometheus): on its own port when set (the pods: 9090, not in the Service);
+    # 0 serves it on the main port, behind the API keys if there are any.
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -124,6 +128,7 @@ class Settings:
             "gate_min_roc_auc": 0 <= self.gate_min_roc_auc <= 1,
             "header_timeout_seconds": self.header_timeout_seconds > 0,
             "max_connections": self.max_connections >= self.max_in_flight,
+            "metrics_port": 0 <= self.metrics_port <= 65535,
         }
         for name, ok in checks.items():
             if not ok:

@@ -30,6 +30,8 @@ from chaos_pyfunc import schema
 from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, quiet_mlflow_quotes, safe_error
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 
 log = logging.getLogger("chaos.access")
@@ -62,12 +64,17 @@ class Gateway:
     """MLflow's scoring app behind limits, load shedding, timeouts and safe error answers."""
 
     def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any],
-                 model: dict[str, str | None] | None = None, keys: KeyRing | None = None) -> None:
+                 model: dict[str, str | None] | None = None, keys: KeyRing | None = None,
+                 metrics: Metrics | None = None, metrics_here: bool = True) -> None:
         quiet_mlflow_quotes()
         self.app = app
         self.limits = limits
         self.keys = keys  # None: every client is let in (the embedded default)
         self.in_flight = 0
+        self.metrics = metrics or Metrics()
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.metrics.describe_model(model or {})
+        self._metrics_here = metrics_here  # False: /metrics is on its own port (metrics_port)
         self._openapi = json.dumps(openapi).encode()
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
         self._model = json.dumps(model or {}).encode()
@@ -105,6 +112,8 @@ class Gateway:
                 await respond(sent, 405, canned(405), extra=[(b"allow", b"POST")])
             elif path == "/openapi.json" and method == "GET":
                 await respond(sent, 200, self._openapi)
+            elif path == "/metrics" and method == "GET" and self._metrics_here:
+                await respond(sent, 200, self.metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
             elif path == "/model":
                 if method == "GET":
                     await respond(sent, 200, self._model)
@@ -117,9 +126,11 @@ class Gateway:
             else:
                 await self._answer(sent, scope, await self._run(scope, receive))
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.answered(path, status, elapsed, rows, client)
             log.info("%s %s %s%s%s %.1f ms", method, path, status or "-",
                      "" if rows is None else f" rows={rows}", "" if client is None else f" key={client}",
-                     (time.perf_counter() - started) * 1e3)
+                     elapsed * 1e3)
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send,
                            single: bool = False) -> int | None:
@@ -275,8 +286,9 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def respond(send: Send, status: int, content: bytes, retry_after: bool = False,
-                  close: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+                  close: bool = False, extra: list[tuple[bytes, bytes]] | None = None,
+                  content_type: str = "application/json") -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(content)).encode())]
     headers += extra or []
     if retry_after:
         headers.append((b"retry-after", b"1"))

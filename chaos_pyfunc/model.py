@@ -13,6 +13,7 @@ import gc
 import logging
 import pickle
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,15 @@ class Scorer:
         self.source = source
         self.settings = settings
         self.compiled = compiled
+        # Told every batch of appetences returned (the server's score histogram, metrics.py).
+        self.on_scores: Callable[[np.ndarray], None] | None = None
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
         appetence = self._fast(rows) if self.compiled is not None else None
         if appetence is None:
             appetence = self._reference(rows)
+        if self.on_scores is not None:
+            self.on_scores(appetence)
         return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
 
     def _fast(self, rows: pd.DataFrame) -> np.ndarray | None:

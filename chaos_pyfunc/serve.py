@@ -22,11 +22,13 @@ from pathlib import Path
 
 import uvicorn
 import yaml
+from prometheus_client import start_http_server
 
 from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.gateway import Gateway, Limits
+from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,18 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
         log.warning("no API keys file (CHAOS_API_KEYS_FILE): every client is let in")
     else:
         log.info("API keys: %d from %s; /ping and /health need none", len(keys), settings.api_keys_file)
+    metrics = Metrics()
+    python_model = model.unwrap_python_model()
+    scorer = getattr(python_model, "scorer", None)
+    if scorer is not None:  # our pyfunc: its scores and its indicators are watched
+        scorer.on_scores = metrics.scores.observe
+        metrics.indicators.source = scorer.source
+    if settings.metrics_port:
+        # Its own port, which the Service does not expose: scraped inside the cluster only.
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings), served.as_dict(),
-                   keys)
+                   keys, metrics, metrics_here=not settings.metrics_port)
 
 
 def serve(model_uri: str, host: str, port: int) -> None:

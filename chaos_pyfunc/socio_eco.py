@@ -168,6 +168,7 @@ class IndicatorSource:
         self._snapshot: _Snapshot | None = None
         self._read: _Read | None = None
         self._failures = 0  # failed reads since the last good one
+        self.failed_reads = 0  # failed reads in all (the metric chaos_socio_eco_read_failures_total)
         self.round_trips = 0  # reads started so far: what the benchmarks and tests count
 
     @classmethod
@@ -225,6 +226,7 @@ class IndicatorSource:
         except IndicatorsUnavailable as exc:
             with self._lock:
                 self._failures += 1
+                self.failed_reads += 1
             read.result.set_exception(exc)
             return
         except Exception:  # a bug, logged here; the waiting requests see the database as away
@@ -238,6 +240,11 @@ class IndicatorSource:
         if failures:
             log.info("socio_eco read again after %d failed read(s)", failures)
         read.result.set_result(snapshot)
+
+    def age_seconds(self) -> float | None:
+        """How long ago the indicators in use were read; None before the first good read."""
+        snapshot = self._snapshot
+        return None if snapshot is None else self._clock() - snapshot.read_at
 
     def get(self) -> pd.DataFrame:
         """The whole socio_eco table, sorted by date."""

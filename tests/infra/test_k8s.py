@@ -103,10 +103,12 @@ def test_overlay_is_valid_kubernetes_1_30(env: str, tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     # The CLI only warns about an unknown apiVersion: require one "passed" per object, but for
-    # cert-manager's Certificate, whose schema it lacks (checked by test_tls_certificate).
-    core = [doc for doc in manifests(env) if not doc["apiVersion"].startswith("cert-manager.io/")]
+    # cert-manager's Certificate and Managed Prometheus' PodMonitoring, whose schemas it lacks
+    # (checked by test_tls_certificate_and_source_ranges and test_metrics_are_scraped_inside_only).
+    custom = ("cert-manager.io/", "monitoring.googleapis.com/")
+    core = [doc for doc in manifests(env) if not doc["apiVersion"].startswith(custom)]
     assert output.count("passed for resource") == len(core), output
-    assert len(manifests(env)) - len(core) == 1
+    assert len(manifests(env)) - len(core) == 2
 
 
 HOSTS = {"develop": "chaos-develop.bank.example", "staging": "chaos-staging.bank.example",
@@ -143,7 +145,8 @@ def test_tls_certificate_and_source_ranges(env: str) -> None:
 @pytest.mark.parametrize("env", ENVS)
 def test_objects_per_environment(env: str) -> None:
     kinds = sorted(doc["kind"] for doc in manifests(env))
-    expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]
+    expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodMonitoring",
+                "Service"]
     if env != "develop":  # the nightly retraining (components/retrain)
         expected += ["CronJob"]
     if env == "master":
@@ -230,7 +233,7 @@ def test_app_container(env: str) -> None:
     spec = pod_spec(env)
     app = container(spec, "chaos")
     assert app["image"] == f"{IMAGE}:{env}"
-    assert [p["containerPort"] for p in app["ports"]] == [8080]
+    assert [p["containerPort"] for p in app["ports"]] == [8080, 9090]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         get = app[probe]["httpGet"]
         assert (get["path"], port_number(app, get["port"])) == ("/ping", 8080), probe
@@ -252,6 +255,20 @@ def test_app_container(env: str) -> None:
     assert pause > 0 and drain > 0
     assert pause + drain + 2 <= spec["terminationGracePeriodSeconds"]
     assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_metrics_are_scraped_inside_only(env: str) -> None:
+    docs = manifests(env)
+    monitor = only(docs, "PodMonitoring")
+    assert monitor["apiVersion"] == "monitoring.googleapis.com/v1"
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "server"}}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    app = container(pod_spec(env), "chaos")
+    port = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_METRICS_PORT")
+    assert {"name": "metrics", "containerPort": int(port)} in app["ports"]
+    service = only(docs, "Service")["spec"]
+    assert int(port) not in [p["targetPort"] for p in service["ports"]]  # not reachable from outside
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -303,7 +320,7 @@ def test_service_and_network_policy(env: str) -> None:
     # The serving pods and the retraining job's: the same ways out.
     assert policy["podSelector"]["matchLabels"] == {k: v for k, v in pod_labels.items()
                                                     if k != "app.kubernetes.io/component"}
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert policy["ingress"][0] == {"ports": [{"port": 8080, "protocol": "TCP"}]}
 
 
 def selector_labels(selector: Manifest) -> dict[str, str]:
@@ -364,8 +381,11 @@ def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis
     assert ports(registry) == [(5000, "TCP")]
     # The Cloud SQL Admin API and the OAuth token endpoint, through private.googleapis.com only.
     assert google == {"to": [{"ipBlock": {"cidr": GOOGLE_APIS}}], "ports": [{"port": 443, "protocol": "TCP"}]}
-    # The ingress rule is unchanged: the scoring port only.
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    # Ingress: the scoring port from anywhere the Service lets in, /metrics from the collectors only.
+    assert policy["ingress"] == [
+        {"ports": [{"port": 8080, "protocol": "TCP"}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}}],
+         "ports": [{"port": 9090, "protocol": "TCP"}]}]
 
 
 def test_each_overlay_has_its_own_instance_address() -> None:
