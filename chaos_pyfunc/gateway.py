@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from chaos_pyfunc import schema
@@ -31,10 +34,12 @@ from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, qui
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from chaos_pyfunc.metrics import Metrics
+from chaos_pyfunc.metrics import Metrics, endpoint_of
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 
 log = logging.getLogger("chaos.access")
+# A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,6 +84,7 @@ class Gateway:
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
         self._model = json.dumps(model or {}).encode()
         version = (model or {}).get("version")
+        self._model_version = None if version is None else str(version)
         self._version_header = [(b"x-model-version", str(version).encode())] if version else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,12 +94,15 @@ class Gateway:
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         status, rows, client = 0, None, None
+        given = header(scope, b"x-request-id")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        echoed = [*self._version_header, (b"x-request-id", request_id.encode())]
 
         async def sent(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *self._version_header]}
+                message = {**message, "headers": [*message.get("headers", []), *echoed]}
             await send(message)
 
         try:
@@ -128,9 +137,12 @@ class Gateway:
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.answered(path, status, elapsed, rows, client)
-            log.info("%s %s %s%s%s %.1f ms", method, path, status or "-",
-                     "" if rows is None else f" rows={rows}", "" if client is None else f" key={client}",
-                     elapsed * 1e3)
+            # One JSON line per request: what was asked and answered, never a value sent. The
+            # path is logged only when it is ours (a caller's path may hold anything).
+            log.info(json.dumps({
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
+                "method": method, "path": endpoint_of(path), "status": status or None, "rows": rows,
+                "ms": round(elapsed * 1e3, 1), "model_version": self._model_version, "key_id": client}))
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send,
                            single: bool = False) -> int | None:

@@ -118,6 +118,12 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
 def serve(model_uri: str, host: str, port: int) -> None:
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    # The access log is JSON lines of its own (gateway.py), for the log pipeline to parse as is.
+    access = logging.getLogger("chaos.access")
+    access.propagate = False
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers = [handler]
     with tempfile.TemporaryDirectory(prefix="chaos-model-") as scratch:
         try:
             served = locate(model_uri, Path(scratch))

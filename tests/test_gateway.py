@@ -100,7 +100,9 @@ def test_a_405_keeps_mlflows_allow_header() -> None:
 
 def test_version_is_plain_text_as_it_is_written() -> None:
     app = App(200, b"3.17.2", [(b"content-type", b"application/json"), (b"content-length", b"6")])
-    assert call(app, "GET", "/version") == (
+    status, headers, content = call(app, "GET", "/version")
+    headers.pop(b"x-request-id")
+    assert (status, headers, content) == (
         200, {b"content-type": b"text/plain; charset=utf-8", b"content-length": b"6"}, b"3.17.2")
 
 
@@ -154,7 +156,7 @@ def test_a_valid_key_is_let_in_and_logged_by_its_id_only(keys, caplog: pytest.Lo
                         authorization=f"Bearer {key}")
     assert status == 200
     key_id = key.split("_")[1]
-    assert f"key={key_id}" in caplog.text
+    assert f'"key_id": "{key_id}"' in caplog.text
     assert key not in caplog.text and key.split("_", 2)[2] not in caplog.text
 
 
@@ -171,3 +173,40 @@ def test_appetence_answers_one_number_and_passes_errors_as_they_are() -> None:
     assert (status, json.loads(content)["message"]) == (400, message)
     assert call(App(), "GET", "/appetence")[0] == 405
     assert call(App(), "POST", "/appetence", b"x", b"text/csv")[0] == 415
+
+
+# ------------------------------------------------------------------ the access log and the request id
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "chaos.access"]
+
+
+def test_one_json_line_per_request_with_its_id_and_no_value_sent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chaos.access")
+    body = dumps({"dataframe_records": records(2, job_type=VALUE)})
+    status, headers, _ = call(App(), "POST", "/invocations", body)
+    (line,) = access_lines(caplog)
+    assert status == 200
+    assert set(line) == {"time", "request_id", "method", "path", "status", "rows", "ms", "model_version",
+                         "key_id"}
+    assert (line["method"], line["path"], line["status"], line["rows"]) == ("POST", "/invocations", 200, 2)
+    assert headers[b"x-request-id"].decode() == line["request_id"] and len(line["request_id"]) == 32
+    assert VALUE not in caplog.text
+
+
+@pytest.mark.parametrize(("given", "kept"), [("abc-123.x", True), ("a" * 65, False), ("x y", False),
+                                              (VALUE, False)])
+def test_a_callers_request_id_is_kept_if_it_is_plainly_an_id(given: str, kept: bool,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chaos.access")
+    _, headers, _ = call(App(), "GET", "/ping", request_id=given)
+    (line,) = access_lines(caplog)
+    assert (line["request_id"] == given) == kept
+    assert headers[b"x-request-id"].decode() == line["request_id"]
+
+
+def test_a_path_that_is_not_ours_is_logged_as_other(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chaos.access")
+    call(App(), "GET", f"/customers/{VALUE}")
+    assert access_lines(caplog)[0]["path"] == "other" and VALUE not in caplog.text

@@ -352,7 +352,7 @@ def test_the_image_serves_https_with_api_keys(edge_container: dict) -> None:
         requests.get(f"http://127.0.0.1:{edge_container['port']}/ping", timeout=10)
     logs = podman("logs", edge_container["name"], check=False)
     assert key not in logs.stdout + logs.stderr
-    assert f"key={key.split('_')[1]}" in logs.stdout + logs.stderr
+    assert f'"key_id": "{key.split("_")[1]}"' in logs.stdout + logs.stderr
 
 
 def test_the_image_closes_a_half_sent_head_and_answers_an_early_413_over_tls(edge_container: dict) -> None:

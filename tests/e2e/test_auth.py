@@ -80,7 +80,7 @@ def test_the_log_names_key_ids_never_keys_or_hashes(keyed, customers: pd.DataFra
     assert post(url, request_rows(customers, 1, seed=23), key).status_code == 200
     log = (keys_file.parent.parent / "server.log").read_text()
     assert f"API keys: 1 from {keys_file}" in log
-    assert f"key={key.split('_')[1]}" in log
+    assert f'"key_id": "{key.split("_")[1]}"' in log
     for entry in yaml.safe_load(keys_file.read_text())["keys"]:
         assert entry["sha256"] not in log
     assert key not in log and key.split("_", 2)[2] not in log

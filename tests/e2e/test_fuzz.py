@@ -556,7 +556,7 @@ def test_the_server_still_serves_afterwards(server: Server, model: mlflow.pyfunc
 def test_the_log_holds_no_value_sent_and_no_stack_trace(server: Server,
                                                         base_rows: list[dict[str, Any]]) -> None:
     log = server.log.read_text(errors="replace")
-    assert log.count("POST /invocations") > 2 * EXAMPLES, "the fuzzing did not reach the server"
+    assert log.count('"path": "/invocations"') > 2 * EXAMPLES, "the fuzzing did not reach the server"
     real = {v for row in base_rows for v in row.values()
             if isinstance(v, str) and len(v) >= 8 and v not in VOCABULARY}  # the dates
     assert real
