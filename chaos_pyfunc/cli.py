@@ -7,10 +7,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chaos_pyfunc import error_capture
 from chaos_pyfunc.auth import KeysFileError
 from chaos_pyfunc.config import ConfigError, load_settings
 from chaos_pyfunc.db import TABLES, DataError, init_schema, load_csv, make_engine, seed_embedded
@@ -18,6 +20,12 @@ from chaos_pyfunc.package_version import UnusableModel
 
 if TYPE_CHECKING:
     from chaos_pyfunc.pipeline import Hyperparameters
+
+
+def _package_version() -> str:
+    from importlib.metadata import version
+
+    return f"chaos-pyfunc@{version('chaos-pyfunc')}"
 
 
 def _db_init(args: argparse.Namespace) -> str:
@@ -219,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    with suppress(ConfigError):  # a bad setting is reported by the command itself, below
+        settings = load_settings()
+        error_capture.start(settings.sentry_dsn, settings.environment, _package_version())
     try:
         print(args.run(args))
     except Refused as refusal:

@@ -45,6 +45,8 @@ ENV_VARS = {
     "header_timeout_seconds": "CHAOS_HEADER_TIMEOUT_SECONDS",
     "max_connections": "CHAOS_MAX_CONNECTIONS",
     "metrics_port": "CHAOS_METRICS_PORT",
+    "sentry_dsn": "CHAOS_SENTRY_DSN",
+    "environment": "CHAOS_ENVIRONMENT",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -103,6 +105,9 @@ class Settings:
     # GET /metrics (Prometheus): on its own port when set (the pods: 9090, not in the Service);
     # 0 serves it on the main port, behind the API keys if there are any.
     metrics_port: int = 0
+    # Unexpected errors to Sentry (error_capture.py), stripped of customer data; empty: none sent.
+    sentry_dsn: str = ""
+    environment: str = "local"  # develop, staging or master in the pods: Sentry's environment
 
     def __post_init__(self) -> None:
         try:
