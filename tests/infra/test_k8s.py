@@ -108,7 +108,7 @@ def test_overlay_is_valid_kubernetes_1_30(env: str, tmp_path: Path) -> None:
     custom = ("cert-manager.io/", "monitoring.googleapis.com/")
     core = [doc for doc in manifests(env) if not doc["apiVersion"].startswith(custom)]
     assert output.count("passed for resource") == len(core), output
-    assert len(manifests(env)) - len(core) == 2
+    assert len(manifests(env)) - len(core) == 3  # Certificate, PodMonitoring, Rules
 
 
 HOSTS = {"develop": "chaos-develop.bank.example", "staging": "chaos-staging.bank.example",
@@ -146,7 +146,7 @@ def test_tls_certificate_and_source_ranges(env: str) -> None:
 def test_objects_per_environment(env: str) -> None:
     kinds = sorted(doc["kind"] for doc in manifests(env))
     expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodMonitoring",
-                "Service"]
+                "Rules", "Service"]
     if env != "develop":  # the nightly retraining (components/retrain)
         expected += ["CronJob"]
     if env == "master":
