@@ -47,6 +47,10 @@ ENV_VARS = {
     "metrics_port": "CHAOS_METRICS_PORT",
     "sentry_dsn": "CHAOS_SENTRY_DSN",
     "environment": "CHAOS_ENVIRONMENT",
+    "prediction_log": "CHAOS_PREDICTION_LOG",
+    "prediction_log_url": "CHAOS_PREDICTION_LOG_URL",
+    "prediction_log_queue_rows": "CHAOS_PREDICTION_LOG_QUEUE_ROWS",
+    "prediction_log_retention_days": "CHAOS_PREDICTION_LOG_RETENTION_DAYS",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -108,6 +112,14 @@ class Settings:
     # Unexpected errors to Sentry (error_capture.py), stripped of customer data; empty: none sent.
     sentry_dsn: str = ""
     environment: str = "local"  # develop, staging or master in the pods: Sentry's environment
+    # The prediction log (prediction_log.py): every row scored, written off the request path in
+    # batches to the predictions table of prediction_log_url (empty: database_url). Past
+    # prediction_log_queue_rows waiting, rows are dropped and counted, never waited for. Rows
+    # older than the retention are purged. Off on the embedded default, on in the overlays.
+    prediction_log: bool = False
+    prediction_log_url: str = ""
+    prediction_log_queue_rows: int = 100_000
+    prediction_log_retention_days: int = 90
 
     def __post_init__(self) -> None:
         try:
@@ -134,6 +146,8 @@ class Settings:
             "header_timeout_seconds": self.header_timeout_seconds > 0,
             "max_connections": self.max_connections >= self.max_in_flight,
             "metrics_port": 0 <= self.metrics_port <= 65535,
+            "prediction_log_queue_rows": self.prediction_log_queue_rows >= 1,
+            "prediction_log_retention_days": self.prediction_log_retention_days >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -191,6 +205,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
@@ -201,7 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if var in env and env[var] != "":
             values[name] = env[var]
     types = {f.name: f.type for f in fields(Settings)}
-    converters = {"str": str, "int": int, "float": float}
+    converters = {"str": str, "int": int, "float": float, "bool": _boolean}
     typed: dict[str, Any] = {}
     for name, raw in values.items():
         try:

@@ -35,11 +35,12 @@ from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chaos_pyfunc.metrics import Metrics, endpoint_of
+from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 
 log = logging.getLogger("chaos.access")
 # A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,6 +81,7 @@ class Gateway:
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         self.metrics.describe_model(model or {})
         self._metrics_here = metrics_here  # False: /metrics is on its own port (metrics_port)
+        self.prediction_log: PredictionLog | None = None  # written out at the shutdown
         self._openapi = json.dumps(openapi).encode()
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
         self._model = json.dumps(model or {}).encode()
@@ -88,6 +90,9 @@ class Gateway:
         self._version_header = [(b"x-model-version", str(version).encode())] if version else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._at_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -95,8 +100,9 @@ class Gateway:
         path, method = scope["path"], scope["method"]
         status, rows, client = 0, None, None
         given = header(scope, b"x-request-id")
-        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if PLAIN_ID.fullmatch(given) else uuid.uuid4().hex
         echoed = [*self._version_header, (b"x-request-id", request_id.encode())]
+        REQUEST_ID.set(request_id)  # this request's task only: the prediction log reads it
 
         async def sent(message: Message) -> None:
             nonlocal status
@@ -143,6 +149,18 @@ class Gateway:
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
                 "method": method, "path": endpoint_of(path), "status": status or None, "rows": rows,
                 "ms": round(elapsed * 1e3, 1), "model_version": self._model_version, "key_id": client}))
+
+    def _at_shutdown(self, send: Send) -> Send:
+        """The lifespan's send, writing what the prediction log still holds before the shutdown
+        completes: uvicorn has finished the requests in flight by then, and it ends the process
+        with the signal it caught right after."""
+
+        async def shutting_down(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete" and self.prediction_log is not None:
+                await asyncio.to_thread(self.prediction_log.close)
+            await send(message)
+
+        return shutting_down
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send,
                            single: bool = False) -> int | None:

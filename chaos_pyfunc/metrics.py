@@ -53,6 +53,28 @@ class _IndicatorCollector(Collector):
         yield failures
 
 
+class _PredictionLogCollector(Collector):
+    """The prediction log's rows written, dropped (queue full) and waiting, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Any = None  # a prediction_log.PredictionLog, when it is on
+
+    def collect(self) -> Iterator[Metric]:
+        if self.source is None:
+            return
+        for name, doc, value in (
+                ("chaos_prediction_log_written_rows", "Rows written to the predictions table",
+                 self.source.written),
+                ("chaos_prediction_log_dropped_rows", "Rows not logged: the queue was full",
+                 self.source.dropped)):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], value)
+            yield family
+        queued = GaugeMetricFamily("chaos_prediction_log_queued_rows", "Rows waiting to be written")
+        queued.add_metric([], self.source.queued)
+        yield queued
+
+
 class _ScoreCollector(Collector):
     """The histogram of the appetences returned, counted with NumPy a batch at a time:
     prometheus_client's Histogram observes one value per call, a thousand calls per request."""
@@ -100,6 +122,8 @@ class Metrics:
         self.model = Info("chaos_model", "The model served", registry=r)
         self.indicators = _IndicatorCollector()
         r.register(self.indicators)
+        self.prediction_log = _PredictionLogCollector()
+        r.register(self.prediction_log)
 
     def describe_model(self, model: dict[str, str | None]) -> None:
         self.model.info({k: "" if v is None else str(v) for k, v in model.items()})

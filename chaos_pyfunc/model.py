@@ -60,15 +60,16 @@ class Scorer:
         self.source = source
         self.settings = settings
         self.compiled = compiled
-        # Told every batch of appetences returned (the server's score histogram, metrics.py).
-        self.on_scores: Callable[[np.ndarray], None] | None = None
+        # Told every batch scored, rows and appetences: the score histogram (metrics.py), the
+        # prediction log (prediction_log.py).
+        self.listeners: list[Callable[[pd.DataFrame, np.ndarray], None]] = []
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
         appetence = self._fast(rows) if self.compiled is not None else None
         if appetence is None:
             appetence = self._reference(rows)
-        if self.on_scores is not None:
-            self.on_scores(appetence)
+        for listener in self.listeners:
+            listener(rows, appetence)
         return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
 
     def _fast(self, rows: pd.DataFrame) -> np.ndarray | None:

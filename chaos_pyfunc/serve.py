@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
@@ -27,9 +27,11 @@ from prometheus_client import start_http_server
 from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
+from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
+from chaos_pyfunc.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +106,25 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
     metrics = Metrics()
     python_model = model.unwrap_python_model()
     scorer = getattr(python_model, "scorer", None)
+    recorder = None
     if scorer is not None:  # our pyfunc: its scores and its indicators are watched
-        scorer.on_scores = metrics.scores.observe
+        scorer.listeners.append(lambda rows, scores: metrics.scores.observe(scores))
         metrics.indicators.source = scorer.source
+        if settings.prediction_log:
+            target = replace(settings, database_url=settings.prediction_log_url or settings.database_url)
+            recorder = PredictionLog(make_engine(target), served.version, settings.prediction_log_queue_rows,
+                                     settings.prediction_log_retention_days)
+            scorer.listeners.append(recorder.record)
+            metrics.prediction_log.source = recorder
+            log.info("prediction log: every row scored, to the predictions table")
     if settings.metrics_port:
         # Its own port, which the Service does not expose: scraped inside the cluster only.
         start_http_server(settings.metrics_port, registry=metrics.registry)
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
-    return Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings), served.as_dict(),
-                   keys, metrics, metrics_here=not settings.metrics_port)
+    gateway = Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings),
+                      served.as_dict(), keys, metrics, metrics_here=not settings.metrics_port)
+    gateway.prediction_log = recorder
+    return gateway
 
 
 def serve(model_uri: str, host: str, port: int) -> None:
@@ -139,3 +151,4 @@ def serve(model_uri: str, host: str, port: int) -> None:
                     timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
                     http=edge.protocol_class(settings.header_timeout_seconds),
                     limit_concurrency=settings.max_connections, **tls)
+
