@@ -363,8 +363,8 @@ def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis
             if "ipBlock" in peer:
                 assert peer["ipBlock"].keys() == {"cidr"}, peer
                 assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 30, peer  # never 0.0.0.0/0
-    assert len(egress) == 4, egress
-    dns, sql, registry, google = egress
+    assert len(egress) == 5, egress
+    dns, sql, registry, sentry, google = egress
     # DNS: kube-dns in kube-system, UDP and TCP 53, and nothing the app's labels added to its selector.
     assert len(dns["to"]) == 1 and dns["to"][0].keys() == {"namespaceSelector", "podSelector"}, dns
     peer = dns["to"][0]
@@ -379,6 +379,9 @@ def test_network_policy_lets_the_pod_reach_only_dns_its_instance_and_google_apis
     assert selector_labels(peer["namespaceSelector"]) == {"kubernetes.io/metadata.name": "chaos-registry"}
     assert selector_labels(peer["podSelector"]) == {"app.kubernetes.io/name": "mlflow"}
     assert ports(registry) == [(5000, "TCP")]
+    # Error reports: the Sentry relay's single address (a placeholder until it is set).
+    assert sentry == {"to": [{"ipBlock": {"cidr": "192.0.2.3/32"}}],
+                      "ports": [{"port": 443, "protocol": "TCP"}]}
     # The Cloud SQL Admin API and the OAuth token endpoint, through private.googleapis.com only.
     assert google == {"to": [{"ipBlock": {"cidr": GOOGLE_APIS}}], "ports": [{"port": 443, "protocol": "TCP"}]}
     # Ingress: the scoring port from anywhere the Service lets in, /metrics from the collectors only.
