@@ -127,6 +127,24 @@ def _keys_revoke(args: argparse.Namespace) -> str:
     return f"revoked {len(gone)} key(s) of {args.client} in {args.file}: {', '.join(gone)}"
 
 
+def _drift(args: argparse.Namespace) -> str:
+    from chaos_pyfunc import drift
+
+    try:
+        result = drift.report(load_settings(), args.since, args.reference)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    summary, page = drift.write(result, args.output)
+    lines = [f"{result.rows} rows scored in the last {args.since} against {result.reference_rows} "
+             f"training contacts: {len(result.drifted)} of {len(result.features)} features drifted"
+             + (f" ({', '.join(result.drifted)})" if result.drifted else ""),
+             f"report: {page}", f"summary: {summary}"]
+    if result.alarm:
+        alarm = f"drift alarm: more than {result.share_threshold:.0%} of the features drifted"
+        raise Refused("\n".join([*lines, alarm]))
+    return "\n".join(lines)
+
+
 def _score(args: argparse.Namespace) -> str:
     from chaos_pyfunc import batch  # MLflow is slow to import: only when needed
 
@@ -204,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--file", type=Path, required=True, help="the keys file (ids and hashes only)")
         sub.set_defaults(run=run)
     revoked.add_argument("--id", help="only this key id (rotation: create a new key, then revoke the old id)")
+
+    drift = commands.add_parser("drift", help="compare the rows scored lately with the training data")
+    drift.add_argument("--since", default="7d", help="the period, e.g. 7d or 24h (default 7d)")
+    drift.add_argument("--output", type=Path, required=True, help="the folder for drift.html and drift.json")
+    drift.add_argument("--reference", help="a customers CSV (default: the customers table)")
+    drift.set_defaults(run=_drift)
 
     score = commands.add_parser("score", help="score a whole CSV file or table in chunks (batch scoring)")
     source = score.add_mutually_exclusive_group(required=True)

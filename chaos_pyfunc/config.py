@@ -51,6 +51,7 @@ ENV_VARS = {
     "prediction_log_url": "CHAOS_PREDICTION_LOG_URL",
     "prediction_log_queue_rows": "CHAOS_PREDICTION_LOG_QUEUE_ROWS",
     "prediction_log_retention_days": "CHAOS_PREDICTION_LOG_RETENTION_DAYS",
+    "drift_share_threshold": "CHAOS_DRIFT_SHARE_THRESHOLD",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -120,6 +121,8 @@ class Settings:
     prediction_log_url: str = ""
     prediction_log_queue_rows: int = 100_000
     prediction_log_retention_days: int = 90
+    # `chaos drift` exits 1 when more than this share of the features drifted (drift.py).
+    drift_share_threshold: float = 0.25
 
     def __post_init__(self) -> None:
         try:
@@ -148,6 +151,7 @@ class Settings:
             "metrics_port": 0 <= self.metrics_port <= 65535,
             "prediction_log_queue_rows": self.prediction_log_queue_rows >= 1,
             "prediction_log_retention_days": self.prediction_log_retention_days >= 1,
+            "drift_share_threshold": 0 <= self.drift_share_threshold <= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -1,0 +1,93 @@
+"""The drift report on the real customers: traffic drawn from them shows no drift; traffic whose
+ages or months (so euribor_3m) are shifted is flagged, by `chaos drift` reading the real
+prediction log on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows
+
+from chaos_pyfunc import drift, schema
+from chaos_pyfunc.cli import main
+from chaos_pyfunc.config import Settings
+from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.socio_eco import IndicatorSource
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def reference(customers: pd.DataFrame,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, object]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('drift') / 'chaos.db'}"
+    engine = engine_with_indicators(url)
+    source = IndicatorSource(engine, ttl_seconds=0)
+    return drift.joined(customers, source, Settings(database_url=url)), (source, url)
+
+
+def current(rows: pd.DataFrame, reference) -> pd.DataFrame:
+    _, (source, url) = reference
+    return drift.joined(rows, source, Settings(database_url=url))
+
+
+def drifted(reference, rows: pd.DataFrame) -> set[str]:
+    return {f.feature for f in drift.compare(reference[0], current(rows, reference)) if f.drifted}
+
+
+def test_traffic_drawn_from_the_training_customers_shows_no_drift(reference, customers) -> None:
+    assert drifted(reference, request_rows(customers, 3000, seed=1)) == set()
+
+
+def test_older_customers_are_flagged_on_age_alone(reference, customers) -> None:
+    rows = request_rows(customers, 3000, seed=2)
+    assert drifted(reference, rows.assign(age=np.minimum(rows["age"] + 15, 130))) == {"age"}
+
+
+def test_contacts_moved_to_other_months_are_flagged_on_the_indicators(reference, customers) -> None:
+    rows = request_rows(customers, 3000, seed=3).assign(date="2008-06-15")  # euribor at its 2008 peak
+    assert {"euribor_3m", "employment_variation_rate"} <= drifted(reference, rows)
+
+
+def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, customers, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = engine_with_indicators(pg_url)
+    recorder = PredictionLog(engine, "1", 100_000, 30, flush_seconds=3600)
+    token = REQUEST_ID.set("drift-test")
+    rows = request_rows(customers, 2000, seed=4)
+    recorder.record(schema.as_signature_types(rows), np.full(len(rows), 0.5))
+    REQUEST_ID.reset(token)
+    assert recorder.flush()
+    monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
+    monkeypatch.delenv("CHAOS_CONFIG", raising=False)
+    assert main(["drift", "--since", "7d", "--output", str(tmp_path / "same"),
+                 "--reference", str(CUSTOMERS_CSV)]) == 0
+    summary = json.loads((tmp_path / "same" / "drift.json").read_text())
+    assert summary["rows"] == 2000 and summary["drifted"] == [] and not summary["alarm"]
+    assert (tmp_path / "same" / "drift.html").read_text().count("<tr class=same>") == len(summary["features"])
+
+    shifted = rows.assign(date="2008-06-15", age=np.minimum(rows["age"] + 15, 130),
+                          contact="unknown", result_last_campaign="unknown")
+    recorder.record(schema.as_signature_types(shifted), np.full(len(rows), 0.5))
+    recorder.record(schema.as_signature_types(shifted), np.full(len(rows), 0.5))
+    assert recorder.flush()
+    assert main(["drift", "--since", "7d", "--output", str(tmp_path / "shifted"),
+                 "--reference", str(CUSTOMERS_CSV)]) == 1
+    summary = json.loads((tmp_path / "shifted" / "drift.json").read_text())
+    assert {"age", "euribor_3m"} <= set(summary["drifted"]) and summary["alarm"]
+    recorder.close()
+
+
+def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Path, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_with_indicators(pg_url).dispose()
+    monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
+    assert main(["drift", "--since", "a week", "--output", str(tmp_path)]) == 2
+    assert "--since must read like 7d or 24h" in capsys.readouterr().err
+    PredictionLog(engine_with_indicators(pg_url), None, 10, 30, 3600).close()  # the table, empty
+    assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
+    assert "holds no row scored in the last 7d" in capsys.readouterr().err
