@@ -54,7 +54,9 @@ def run(down: float, before: float, after: float, rate: float, workdir: Path) ->
                 (workdir / mode).mkdir(parents=True, exist_ok=True)
                 servers[mode] = stack.enter_context(chaos_server(
                     {"CHAOS_DATABASE_URL": url, "CHAOS_CACHE_TTL_SECONDS": "1",
-                     "CHAOS_INDICATORS_MAX_STALENESS_SECONDS": staleness}, workdir / mode))
+                     "CHAOS_INDICATORS_MAX_STALENESS_SECONDS": staleness,
+                     # as in the pods: its writes fail during the outage, off the request path
+                     "CHAOS_PREDICTION_LOG": "true"}, workdir / mode))
             loads = {mode: SteadyLoad(f"{served.url}/invocations", BODY, rate, timeout)
                      for mode, served in servers.items()}
             for load in loads.values():

@@ -18,6 +18,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+import requests
+from sqlalchemy import create_engine, text
+
 from bench.database import fresh_database
 from bench.load import SteadyLoad, format_summary, rss_bytes
 from bench.server import REPO, chaos_server
@@ -26,6 +29,7 @@ from chaos_pyfunc.config import Settings
 ADMIN_URL = os.environ.get("CHAOS_BENCH_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
 DATABASE = "chaos_soak"
 BODY = (REPO / "model" / "serving_input_example.json").read_bytes()
+ROWS_PER_REQUEST = len(json.loads(BODY)["dataframe_split"]["data"])
 SAMPLE_SECONDS = 5.0
 
 
@@ -34,7 +38,8 @@ def run(seconds: float, rate: float, warmup: float, workdir: Path, total: int | 
     """``seconds`` of load at ``rate``; with ``total``, until that many requests are answered
     instead (however long a slow machine takes, up to 10 times the expected time)."""
     url = fresh_database(ADMIN_URL, DATABASE)
-    with chaos_server({"CHAOS_DATABASE_URL": url}, workdir) as served:
+    # The prediction log on, as in the pods: every row scored must be in it, or counted as dropped.
+    with chaos_server({"CHAOS_DATABASE_URL": url, "CHAOS_PREDICTION_LOG": "true"}, workdir) as served:
         load = SteadyLoad(f"{served.url}/invocations", BODY, rate, Settings().request_timeout_seconds,
                           total=total)
         samples: list[tuple[float, int]] = []
@@ -55,6 +60,14 @@ def run(seconds: float, rate: float, warmup: float, workdir: Path, total: int | 
         report = load.stop()
         sampler.join()
         samples.append((load.elapsed(), rss_bytes(served.pid)))  # the end, exactly
+        metrics = requests.get(f"{served.url}/metrics", timeout=10).text
+    # The server has exited (SIGTERM): what its prediction log held is written by now.
+    dropped = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                  if line.startswith("chaos_prediction_log_dropped_rows_total"))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        logged = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+    engine.dispose()
     after_warmup = next((rss for t, rss in samples if t >= warmup), samples[0][1])
     end = samples[-1][1]
     return {
@@ -62,6 +75,8 @@ def run(seconds: float, rate: float, warmup: float, workdir: Path, total: int | 
         "rss_after_warmup_mb": round(after_warmup / 2**20, 1), "rss_end_mb": round(end / 2**20, 1),
         "rss_max_mb": round(max(r for _, r in samples) / 2**20, 1),
         "rss_growth_pct": round(100 * (end - after_warmup) / after_warmup, 2),
+        "scored_rows": report.count(200, 300) * ROWS_PER_REQUEST, "logged_rows": logged,
+        "dropped_rows": int(dropped),
     }
 
 

@@ -19,3 +19,5 @@ def test_a_steady_load_gets_no_error(tmp_path) -> None:
     print(format_summary("short soak", result))
     assert result["sent"] == REQUESTS, result  # nothing left unsent or unanswered
     assert result["2xx"] == REQUESTS, result
+    # The prediction log kept up: every row scored is in it, or was dropped and counted.
+    assert result["logged_rows"] + result["dropped_rows"] == result["scored_rows"], result
