@@ -5,7 +5,7 @@ The version the alias points at recorded the fingerprint of the tables it learne
 (fingerprint.py). The same tables now: nothing is trained. Changed: the same recipe (that
 version's hyperparameters) is trained on the tables, registered, and put through the gate
 against it. ``--alias production`` goes through the staging gate first, then production's.
-The Kubernetes CronJob runs this every night (k8s/components/retrain): staging's on the
+The Kubernetes CronJob runs this every night (k8s/jobs/retrain): staging's on the
 staging database, master's (``--alias production``) on the production one. An alias that moves
 changes no pod: the pods serve the version pinned at their last deploy, and the next deploy of
 that environment takes the alias's version (or a person rolls back with MODEL_VERSION).

@@ -147,8 +147,8 @@ def test_objects_per_environment(env: str) -> None:
     kinds = sorted(doc["kind"] for doc in manifests(env))
     expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodMonitoring",
                 "Rules", "Service"]
-    if env != "develop":  # the nightly retraining (components/retrain)
-        expected += ["CronJob"]
+    if env != "develop":  # the nightly jobs (components/nightly)
+        expected += ["CronJob", "CronJob"]  # chaos retrain and chaos drift
     if env == "master":
         expected += ["HorizontalPodAutoscaler", "PodDisruptionBudget"]
     assert kinds == sorted(expected)
@@ -435,10 +435,11 @@ def test_deploy_render_sets_exactly_the_image_and_the_model_version(image: str) 
     assert app["env"].pop() == {"name": "CHAOS_MODEL_URI", "value": "models:/chaos-appetence/7"}
     assert template["metadata"]["labels"].pop("chaos.bank/model-version") == "7"
     assert template["metadata"].pop("annotations") == {"chaos.bank/model-uri": "models:/chaos-appetence/7"}
-    # The retraining job runs the commit's image too.
-    job = container(only(deployed, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"], "retrain")
-    assert job["image"] == image
-    job["image"] = f"{IMAGE}:staging"
+    # The nightly jobs run the commit's image too.
+    for cronjob in (doc for doc in deployed if doc["kind"] == "CronJob"):
+        job = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"], "job")
+        assert job["image"] == image
+        job["image"] = f"{IMAGE}:staging"
     assert deployed == manifests("staging")
 
 
@@ -450,9 +451,10 @@ def test_the_rendered_master_pins_a_numeric_model_version_in_every_pod() -> None
     uri = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_MODEL_URI")
     assert re.fullmatch(r"models:/chaos-appetence/12", uri)
     assert template["metadata"]["labels"]["chaos.bank/model-version"] == "12"
-    # The retraining job has no pin: it reads the alias, on purpose.
-    cronjob = only(deployed, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert "CHAOS_MODEL_URI" not in {e["name"] for e in container(cronjob, "retrain")["env"]}
+    # The nightly jobs have no pin: the retraining reads the alias, on purpose.
+    for cronjob in (doc for doc in deployed if doc["kind"] == "CronJob"):
+        spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert "CHAOS_MODEL_URI" not in {e["name"] for e in container(spec, "job")["env"]}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -487,19 +489,28 @@ def test_deploy_refuses_a_bad_model_version(variables: dict[str, str], message: 
 # --- the retraining CronJob and the registry ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "alias"), [("staging", "staging"), ("master", "production")])
-def test_the_retraining_cronjob(env: str, alias: str) -> None:
+def cronjobs(env: str) -> dict[str, Manifest]:
+    return {doc["metadata"]["name"]: doc for doc in manifests(env) if doc["kind"] == "CronJob"}
+
+
+@pytest.mark.parametrize(("env", "name", "command"), [
+    ("staging", "retrain", ["chaos", "retrain", "--alias", "staging"]),
+    ("master", "retrain", ["chaos", "retrain", "--alias", "production"]),
+    ("staging", "drift", ["chaos", "drift", "--since", "1d", "--output", "/tmp/drift"]),  # noqa: S108
+    ("master", "drift", ["chaos", "drift", "--since", "1d", "--output", "/tmp/drift"]),  # noqa: S108
+])
+def test_the_nightly_cronjobs(env: str, name: str, command: list[str]) -> None:
     docs = manifests(env)
-    cronjob = only(docs, "CronJob")
-    assert cronjob["metadata"]["name"] == f"chaos-retrain-{env}"
+    assert set(cronjobs(env)) == {f"chaos-retrain-{env}", f"chaos-drift-{env}"}
+    cronjob = cronjobs(env)[f"chaos-{name}-{env}"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     job = cronjob["spec"]["jobTemplate"]["spec"]
     assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] > 0
     template = job["template"]
     spec = template["spec"]
     assert spec["restartPolicy"] == "Never"
-    retrain = container(spec, "retrain")
-    assert retrain["args"] == ["chaos", "retrain", "--alias", alias]
+    retrain = container(spec, "job")
+    assert retrain["args"] == command
     assert retrain["image"] == container(pod_spec(env), "chaos")["image"]  # the code that serves
     env_vars = {e["name"]: e.get("value") for e in retrain["env"]}
     assert env_vars["MLFLOW_TRACKING_URI"] == "http://mlflow.chaos-registry.svc.cluster.local:5000"
@@ -512,7 +523,10 @@ def test_the_retraining_cronjob(env: str, alias: str) -> None:
     labels = template["metadata"]["labels"]
     service = only(docs, "Service")["spec"]["selector"]
     assert not service.items() <= labels.items()
-    assert labels["app.kubernetes.io/component"] == "retrain"
+    assert labels["app.kubernetes.io/component"] == "job"
+    # Two schedules, apart: the drift report reads the day's log in the morning.
+    schedules = {c["spec"]["schedule"] for c in cronjobs(env).values()}
+    assert schedules == {"30 2 * * *", "0 6 * * *"}
 
 
 def registry_manifests() -> list[Manifest]:
@@ -631,7 +645,7 @@ def test_checkov_finds_nothing() -> None:
     """Every overlay, and a scan for secrets over k8s/. The base is scanned only as part of the
     overlays: alone it has neither namespace nor image tag."""
     reports = checkov(["--directory", K8S, "--framework", "kustomize", "secrets", "--skip-path", "k8s/base",
-                       "--skip-path", "k8s/components"],
+                       "--skip-path", "k8s/components", "--skip-path", "k8s/jobs"],
                       # checkov 3.3's parallel kustomize runner races when the base is skipped: the
                       # overlays' rendered files share one folder and overwrite each other.
                       env={"CHECKOV_PARALLELIZATION_TYPE": "none"})

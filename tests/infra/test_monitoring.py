@@ -58,7 +58,8 @@ def test_the_rules_alert_on_errors_latency_and_stale_indicators() -> None:
     manifest = yaml.safe_load(RULES.read_text())
     assert (manifest["apiVersion"], manifest["kind"]) == ("monitoring.googleapis.com/v1", "Rules")
     alerts = {rule["alert"]: rule for group in manifest["spec"]["groups"] for rule in group["rules"]}
-    assert {"ChaosHighErrorRate", "ChaosSlowP99", "ChaosIndicatorsStale"} <= set(alerts)
+    assert {"ChaosHighErrorRate", "ChaosSlowP99", "ChaosIndicatorsStale", "ChaosDriftDetected"} <= set(alerts)
+    assert "chaos-drift-" in alerts["ChaosDriftDetected"]["expr"]  # the nightly drift Job's failures
     assert all(rule["annotations"]["summary"] and rule["labels"]["severity"] for rule in alerts.values())
 
 
