@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import html
 import json
+import pickle
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,14 +83,20 @@ def parse_period(text: str) -> timedelta:
     return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
 
 
+def _numeric(name: str, ref: np.ndarray, cur: np.ndarray, kind: str = "number") -> FeatureDrift:
+    statistic = float(wasserstein_distance(ref, cur)) / (float(np.std(ref)) or 1.0)
+    return FeatureDrift(name, kind, round(statistic, 4), statistic > DRIFT_THRESHOLD)
+
+
 def compare(reference: pd.DataFrame, current: pd.DataFrame) -> list[FeatureDrift]:
-    """Each feature's drift statistic, reference against current (joined contacts, both)."""
+    """Each feature's drift statistic, reference against current (joined contacts, both), and
+    the scores' when both hold an appetence column."""
     found = []
+    if schema.OUTPUT_COLUMN in reference and schema.OUTPUT_COLUMN in current:
+        found.append(_numeric(schema.OUTPUT_COLUMN, reference[schema.OUTPUT_COLUMN].to_numpy(float),
+                              current[schema.OUTPUT_COLUMN].to_numpy(float), "score"))
     for column in NUMERIC:
-        ref, cur = reference[column].to_numpy(float), current[column].to_numpy(float)
-        scale = float(np.std(ref)) or 1.0
-        statistic = float(wasserstein_distance(ref, cur)) / scale
-        found.append(FeatureDrift(column, "number", round(statistic, 4), statistic > DRIFT_THRESHOLD))
+        found.append(_numeric(column, reference[column].to_numpy(float), current[column].to_numpy(float)))
     for column in CATEGORICAL:
         values = list(schema.CATEGORIES[column])
         ref = reference[column].value_counts(normalize=True).reindex(values, fill_value=0).to_numpy()
@@ -102,7 +110,7 @@ def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
     """The rows scored in the period, from the prediction log."""
     target = settings.prediction_log_url or settings.database_url
     engine = make_engine(Settings(database_url=target))
-    columns = [predictions.c[c] for c in schema.INPUT_COLUMNS]
+    columns = [predictions.c[c] for c in (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
     try:
         with engine.connect() as conn:
             query = select(*columns).where(predictions.c.scored_at >= datetime.now(UTC) - since)
@@ -112,8 +120,19 @@ def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
 
 
 def joined(rows: pd.DataFrame, source: IndicatorSource, settings: Settings) -> pd.DataFrame:
-    """The rows as the model sees them: validated, with their month's indicators."""
-    return source.table().join(schema.validate(rows), settings.max_indicator_age_months)
+    """The rows as the model sees them: validated, with their month's indicators (and their
+    appetence, when they have one)."""
+    features = source.table().join(schema.validate(rows), settings.max_indicator_age_months)
+    if schema.OUTPUT_COLUMN in rows:
+        features[schema.OUTPUT_COLUMN] = rows[schema.OUTPUT_COLUMN].to_numpy()
+    return features
+
+
+def served_pipeline(model_uri: str) -> Any | None:
+    """The fitted pipeline of the model served, when it is a local directory (the image's
+    model/); None otherwise (the scores are then not compared)."""
+    path = Path(model_uri) / "artifacts" / "pipeline.pkl"
+    return pickle.loads(path.read_bytes()) if path.is_file() else None  # noqa: S301 - ours
 
 
 def report(settings: Settings, since: str, reference_csv: str | None = None) -> DriftReport:
@@ -124,6 +143,9 @@ def report(settings: Settings, since: str, reference_csv: str | None = None) -> 
         if current.empty:
             raise ValueError(f"the prediction log holds no row scored in the last {since}")
         reference = joined(read_contacts(reference_csv, settings), source, settings)
+        pipeline = served_pipeline(settings.model_uri)
+        if pipeline is not None:  # the training contacts' appetences, by the same pipeline
+            reference[schema.OUTPUT_COLUMN] = pipeline.predict_proba(reference)[:, 1]
         features = compare(reference, joined(current, source, settings))
     finally:
         engine.dispose()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows
+from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators, request_rows
 
 from chaos_pyfunc import drift, schema
 from chaos_pyfunc.cli import main
@@ -19,6 +19,8 @@ from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.socio_eco import IndicatorSource
 
 pytestmark = pytest.mark.data
+
+MODEL_DIR = REPO / "model"
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +59,15 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     engine = engine_with_indicators(pg_url)
     recorder = PredictionLog(engine, "1", 100_000, 30, flush_seconds=3600)
+    pipeline = drift.served_pipeline(str(MODEL_DIR))
+    source = IndicatorSource(engine, ttl_seconds=0)
+
+    def scored(frame: pd.DataFrame) -> np.ndarray:  # what the server would have answered
+        return pipeline.predict_proba(drift.joined(frame, source, Settings(database_url=pg_url)))[:, 1]
+
     token = REQUEST_ID.set("drift-test")
     rows = request_rows(customers, 2000, seed=4)
-    recorder.record(schema.as_signature_types(rows), np.full(len(rows), 0.5))
+    recorder.record(schema.as_signature_types(rows), scored(rows))
     REQUEST_ID.reset(token)
     assert recorder.flush()
     monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
@@ -68,12 +76,13 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
                  "--reference", str(CUSTOMERS_CSV)]) == 0
     summary = json.loads((tmp_path / "same" / "drift.json").read_text())
     assert summary["rows"] == 2000 and summary["drifted"] == [] and not summary["alarm"]
+    assert "appetence" in {f["feature"] for f in summary["features"]}  # the scores are compared too
     assert (tmp_path / "same" / "drift.html").read_text().count("<tr class=same>") == len(summary["features"])
 
     shifted = rows.assign(date="2008-06-15", age=np.minimum(rows["age"] + 15, 130),
                           contact="unknown", result_last_campaign="unknown")
-    recorder.record(schema.as_signature_types(shifted), np.full(len(rows), 0.5))
-    recorder.record(schema.as_signature_types(shifted), np.full(len(rows), 0.5))
+    recorder.record(schema.as_signature_types(shifted), scored(shifted))
+    recorder.record(schema.as_signature_types(shifted), scored(shifted))
     assert recorder.flush()
     assert main(["drift", "--since", "7d", "--output", str(tmp_path / "shifted"),
                  "--reference", str(CUSTOMERS_CSV)]) == 1
@@ -91,3 +100,10 @@ def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Pa
     PredictionLog(engine_with_indicators(pg_url), None, 10, 30, 3600).close()  # the table, empty
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds no row scored in the last 7d" in capsys.readouterr().err
+
+
+def test_scores_that_moved_alone_are_flagged(reference, customers) -> None:
+    rows = request_rows(customers, 3000, seed=5)
+    ref = reference[0].assign(appetence=np.random.default_rng(0).beta(1, 8, len(reference[0])))
+    now = current(rows, reference).assign(appetence=np.random.default_rng(1).beta(4, 4, len(rows)))
+    assert {f.feature for f in drift.compare(ref, now) if f.drifted} == {"appetence"}
