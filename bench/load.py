@@ -132,6 +132,11 @@ class SteadyLoad:
         time.sleep(seconds)
         return self.stop()
 
+    def answered_since(self, since: float) -> int:
+        """Requests answered so far among those due ``since`` seconds into the run or later."""
+        with self._lock:
+            return sum(1 for o in self.report.outcomes if o.due >= since)
+
     def wait(self, timeout: float) -> bool:
         """Wait for ``total`` requests to be sent and answered; False if ``timeout`` passed first."""
         deadline = time.monotonic() + timeout

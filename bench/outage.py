@@ -42,7 +42,11 @@ def recovery_seconds(report: Report, up_at: float) -> float | None:
     return None
 
 
-def run(down: float, before: float, after: float, rate: float, workdir: Path) -> dict[str, object]:
+def run(down: float, before: float, after: float, rate: float, workdir: Path,
+        seen_while_down: int = 0) -> dict[str, object]:
+    """``down`` seconds of outage, and longer if need be until each server has answered
+    ``seen_while_down`` requests due during it (however slow the machine, up to 10 times the
+    expected time)."""
     cluster = PgCluster(free_port()).init()
     try:
         cluster.start()
@@ -64,6 +68,10 @@ def run(down: float, before: float, after: float, rate: float, workdir: Path) ->
             time.sleep(before)
             down_at = cluster.stop() - loads["strict"].started
             time.sleep(down)
+            deadline = time.monotonic() + 10 * max(down, seen_while_down / rate)
+            while (any(load.answered_since(down_at) < seen_while_down for load in loads.values())
+                   and time.monotonic() < deadline):
+                time.sleep(0.1)
             up_at = cluster.start() - loads["strict"].started
             time.sleep(after)
             reports = {mode: load.stop() for mode, load in loads.items()}

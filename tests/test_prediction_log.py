@@ -4,7 +4,6 @@ database away keeps the rows to retry; old rows are purged; close writes what is
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -64,11 +63,10 @@ def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: p
     recorder = PredictionLog(make_engine(Settings(database_url=pg_url)), None, queue_rows=4,
                              retention_days=30, flush_seconds=3600)
     rows = request_rows(customers, 3, seed=83)
-    started = time.perf_counter()
     for i in range(3):
         record(recorder, rows, f"req-{i}")
-    assert time.perf_counter() - started < 5  # appends only; a blocking write would take the DB's time
-    assert (recorder.queued, recorder.dropped) == (3, 6)
+    assert (recorder.queued, recorder.dropped) == (3, 6)  # queued in memory, nothing written yet
+    assert count(recorder.engine) == 0
     recorder.close()
     assert count(recorder.engine) == 3
 

@@ -2,8 +2,8 @@
 request is left without an answer, the stale-serving server answers 200 throughout, the strict
 one answers 503s that do not wait for the database, and both heal by themselves.
 
-How many requests a loaded machine manages to send is not asserted (the benchmark prints it);
-what each one got is."""
+The outage lasts until each server has answered SEEN_DURING_OUTAGE requests due during it (an
+event observed, not a pace): what each of them got is asserted."""
 
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ DOWN_SECONDS = 10.0
 RECOVERY_BOUND_SECONDS = 3 * 2.0
 # A request waits at most indicators_wait_seconds (1 s) for the database. 3 times that:
 UNAVAILABLE_BOUND_MS = 3 * Settings().indicators_wait_seconds * 1000
-# Enough requests during the outage to prove anything (at 20/s, 200 are due).
+# Requests answered during the outage before the database comes back (10 s at 20/s: 200 are due;
+# on a slower machine the outage lasts longer, until these are seen).
 SEEN_DURING_OUTAGE = 20
 
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = run(down=DOWN_SECONDS, before=3.0, after=8.0, rate=20.0,
-                 workdir=tmp_path_factory.mktemp("outage"))
+                 workdir=tmp_path_factory.mktemp("outage"), seen_while_down=SEEN_DURING_OUTAGE)
     print(json.dumps(result, indent=2))  # the figures, with -s or in the report of a failure
     return result
 
