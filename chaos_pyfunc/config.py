@@ -160,6 +160,10 @@ class Settings:
             raise ConfigError("tls_cert_file and tls_key_file go together: set both, or neither")
 
     @property
+    def prediction_log_database_url(self) -> str:
+        return self.prediction_log_url or self.database_url
+
+    @property
     def url(self) -> URL:
         return make_url(self.database_url)
 

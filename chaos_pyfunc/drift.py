@@ -108,8 +108,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame) -> list[FeatureDrift
 
 def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
     """The rows scored in the period, from the prediction log."""
-    target = settings.prediction_log_url or settings.database_url
-    engine = make_engine(Settings(database_url=target))
+    engine = make_engine(Settings(database_url=settings.prediction_log_database_url))
     columns = [predictions.c[c] for c in (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
     try:
         with engine.connect() as conn:

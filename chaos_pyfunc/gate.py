@@ -38,10 +38,12 @@ from chaos_pyfunc import behaviour, evaluate, fingerprint, package_version, regi
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.dataset import TrainingData
 from chaos_pyfunc.pipeline import Hyperparameters
+from chaos_pyfunc.train import TrainOptions
 
 log = logging.getLogger(__name__)
 
 EVALUATIONS = ("backtest", "random", "fitted")
+DEFAULTS = TrainOptions()  # the random holdout's share and seed the gate evaluates with
 TAG_PREFIX = "gate"
 BEHAVIOUR_ROWS = 300
 BRIER_TOLERANCE = 1e-9  # floating-point noise, not a margin
@@ -152,13 +154,14 @@ class Gate:
         names = [f"{e}_{m}" for e in ("backtest", "random") for m in ("roc_auc", "brier")]
         same = model.evaluated_on == {"data": self.data.fingerprints,
                                       "package": package_version.installed_version(),
-                                      "settings": (str(self.backtest_months), "0.2", "0")}
+                                      "settings": (str(self.backtest_months), str(DEFAULTS.test_size),
+                                                   str(DEFAULTS.seed))}
         if same and all(n in model.logged for n in names):
             return {n: model.logged[n] for n in names}
         if model.hyper not in self._recipes:
             log.info("evaluating the recipe of version %s on the gate's data", model.version)
             evaluation = evaluate.evaluate_recipe(self.data.features, self.data.labels, model.hyper,
-                                                  self.backtest_months)
+                                                  self.backtest_months, DEFAULTS.test_size, DEFAULTS.seed)
             self._recipes[model.hyper] = {n: evaluation.metrics[n] for n in names}
         return self._recipes[model.hyper]
 

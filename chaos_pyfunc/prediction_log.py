@@ -59,15 +59,19 @@ class PredictionLog:
         """Queue one request's rows; never blocks on the database."""
         if len(appetence) == 0:
             return
-        with self._lock:
-            if self._pending_rows + len(appetence) > self.queue_rows:
+        if self._pending_rows + len(appetence) > self.queue_rows:  # a glance; the lock decides
+            with self._lock:
                 self.dropped += len(appetence)
+            return
+        frame = rows.loc[:, list(schema.INPUT_COLUMNS)].reset_index(drop=True)  # built outside the lock
+        frame[schema.DATE] = frame[schema.DATE].astype(str).str[:10]
+        frame[schema.OUTPUT_COLUMN] = appetence
+        frame["request_id"] = REQUEST_ID.get()
+        frame["scored_at"] = datetime.now(UTC)
+        with self._lock:
+            if self._pending_rows + len(frame) > self.queue_rows:
+                self.dropped += len(frame)
                 return
-            frame = rows.loc[:, list(schema.INPUT_COLUMNS)].reset_index(drop=True).copy()
-            frame[schema.DATE] = frame[schema.DATE].astype(str).str[:10]
-            frame[schema.OUTPUT_COLUMN] = appetence
-            frame["request_id"] = REQUEST_ID.get()
-            frame["scored_at"] = datetime.now(UTC)
             self._pending.append(frame)
             self._pending_rows += len(frame)
 

@@ -19,6 +19,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 REGISTERED_MODEL = "chaos-appetence"
+# The file in a model directory that names its registry version: MLflow writes it when it
+# downloads a models:/ URI, train.export_model for a run's model; the server and the image's
+# labels read it.
+REGISTERED_MODEL_META = "registered_model_meta"
 EXPERIMENT = "chaos-appetence"
 ALIASES = ("staging", "production")
 DEFAULT_TRACKING_URI = "sqlite:///var/mlflow.db"

@@ -32,11 +32,11 @@ from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
 from chaos_pyfunc.prediction_log import PredictionLog
+from chaos_pyfunc.registry import REGISTERED_MODEL_META
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-META_FILE = "registered_model_meta"  # train.REGISTERED_MODEL_META; MLflow writes it on download
 
 
 class ModelUnavailable(UnusableModel):
@@ -81,7 +81,7 @@ def locate(uri: str, download_dir: Path) -> ServedModel:
             raise ModelUnavailable(
                 f"cannot download {uri} from the model registry (MLFLOW_TRACKING_URI): "
                 f"{type(exc).__name__}; this server does not start without its model") from None
-    meta_path = path / META_FILE
+    meta_path = path / REGISTERED_MODEL_META
     meta = yaml.safe_load(meta_path.read_text()) if meta_path.is_file() else {}
     version = (meta or {}).get("model_version")
     package = check_compatible(path, uri if version is None else f"{uri} (version {version})")
@@ -111,7 +111,7 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
         scorer.listeners.append(lambda rows, scores: metrics.scores.observe(scores))
         metrics.indicators.source = scorer.source
         if settings.prediction_log:
-            target = replace(settings, database_url=settings.prediction_log_url or settings.database_url)
+            target = replace(settings, database_url=settings.prediction_log_database_url)
             recorder = PredictionLog(make_engine(target), served.version, settings.prediction_log_queue_rows,
                                      settings.prediction_log_retention_days)
             scorer.listeners.append(recorder.record)

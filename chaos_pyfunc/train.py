@@ -27,9 +27,6 @@ from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
 
 log = logging.getLogger(__name__)
 
-# The file in an exported model directory that names its registry version (MLflow writes the
-# same file when it downloads a models:/ URI).
-REGISTERED_MODEL_META = "registered_model_meta"
 # What the served model needs besides this package; pinned to the versions it was trained with.
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "sqlalchemy", "psycopg2-binary", "pyyaml")
 
@@ -70,7 +67,7 @@ def export_model(model_uri: str, export_dir: Path, version_number: str | None = 
         shutil.copytree(local, export_dir)
     # copytree keeps the scratch directory's 0700: the image's unprivileged user must read it.
     export_dir.chmod(0o755)
-    meta_path = export_dir / REGISTERED_MODEL_META
+    meta_path = export_dir / registry.REGISTERED_MODEL_META
     if version_number is not None or not meta_path.exists():
         meta = {"model_name": registry.REGISTERED_MODEL if version_number else None,
                 "model_version": version_number}

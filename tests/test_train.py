@@ -7,8 +7,8 @@ from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows
 
 from chaos_pyfunc import fingerprint, package_version, schema
 from chaos_pyfunc.pipeline import Hyperparameters
-from chaos_pyfunc.registry import REGISTERED_MODEL
-from chaos_pyfunc.train import REGISTERED_MODEL_META, TrainOptions, train
+from chaos_pyfunc.registry import REGISTERED_MODEL, REGISTERED_MODEL_META
+from chaos_pyfunc.train import TrainOptions, train
 
 pytestmark = pytest.mark.data  # trains on the labelled customers
 
