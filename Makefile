@@ -14,10 +14,11 @@ export PATH := $(BIN):$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.lock requirements-dev.lock requirements-spark.lock pyproject.toml
+$(VENV)/.installed: requirements.lock requirements-drift.lock requirements-dev.lock requirements-spark.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-drift.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

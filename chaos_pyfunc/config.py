@@ -52,6 +52,7 @@ ENV_VARS = {
     "prediction_log_queue_rows": "CHAOS_PREDICTION_LOG_QUEUE_ROWS",
     "prediction_log_retention_days": "CHAOS_PREDICTION_LOG_RETENTION_DAYS",
     "drift_share_threshold": "CHAOS_DRIFT_SHARE_THRESHOLD",
+    "drift_min_rows": "CHAOS_DRIFT_MIN_ROWS",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -123,6 +124,8 @@ class Settings:
     prediction_log_retention_days: int = 90
     # `chaos drift` exits 1 when more than this share of the features drifted (drift.py).
     drift_share_threshold: float = 0.25
+    # ... and refuses to judge a period with fewer rows (300 sampled rows came near the threshold).
+    drift_min_rows: int = 1000
 
     def __post_init__(self) -> None:
         try:
@@ -152,6 +155,7 @@ class Settings:
             "prediction_log_queue_rows": self.prediction_log_queue_rows >= 1,
             "prediction_log_retention_days": self.prediction_log_retention_days >= 1,
             "drift_share_threshold": 0 <= self.drift_share_threshold <= 1,
+            "drift_min_rows": self.drift_min_rows >= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -3,30 +3,29 @@ model learned from?
 
 The period's rows come from the prediction log (the ``predictions`` table); the reference is the
 training data (the ``customers`` table, or ``--reference`` CSV). Both go through the serving
-path's validation and as-of join, so the indicators of each contact's month are compared too.
-Each feature gets the statistic Evidently uses on samples this large: for numbers the Wasserstein
-distance over the reference's standard deviation, for categories the Jensen-Shannon distance of
-the frequencies (scipy's implementations); over ``DRIFT_THRESHOLD`` the feature has drifted.
-Evidently itself does not import beside pandas 3.1 (checked: 0.7.23, ``infer_dtype_from_object``).
-The report is an HTML page and a JSON summary; the exit code is 1 when the share of drifted
-features exceeds ``drift_share_threshold``.
+path's validation and as-of join, so the indicators of each contact's month are compared too, and
+the scores: the logged appetences against the training contacts' appetences by the served pipeline.
+Evidently computes each feature's statistic (Wasserstein distance over the reference's standard
+deviation for numbers, Jensen-Shannon distance for categories; drifted at ``DRIFT_THRESHOLD``)
+and draws the HTML report; the JSON summary is ours. The exit code is 1 when the share of drifted
+features exceeds ``drift_share_threshold``. Evidently 0.7.23 needs pandas below 3 (it imports
+``infer_dtype_from_object``), hence pandas 2.3 in the locks.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import pickle
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import wasserstein_distance
+from evidently import DataDefinition, Dataset, Report
+from evidently.core.report import Snapshot
+from evidently.presets import DataDriftPreset
 from sqlalchemy import select
 
 from chaos_pyfunc import schema
@@ -36,6 +35,7 @@ from chaos_pyfunc.db import INDICATORS, make_engine, predictions
 from chaos_pyfunc.socio_eco import IndicatorSource
 
 DRIFT_THRESHOLD = 0.1
+NUMBER_METHOD, CATEGORY_METHOD = "wasserstein", "jensenshannon"  # Evidently's names
 NUMERIC = (*schema.INTEGERS, *INDICATORS)
 CATEGORICAL = tuple(schema.CATEGORIES)
 
@@ -55,6 +55,7 @@ class DriftReport:
     reference_rows: int
     features: list[FeatureDrift]
     share_threshold: float
+    snapshot: Snapshot | None = field(default=None, repr=False)  # Evidently's, for the HTML page
 
     @property
     def drifted(self) -> list[str]:
@@ -83,27 +84,30 @@ def parse_period(text: str) -> timedelta:
     return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
 
 
-def _numeric(name: str, ref: np.ndarray, cur: np.ndarray, kind: str = "number") -> FeatureDrift:
-    statistic = float(wasserstein_distance(ref, cur)) / (float(np.std(ref)) or 1.0)
-    return FeatureDrift(name, kind, round(statistic, 4), statistic > DRIFT_THRESHOLD)
-
-
-def compare(reference: pd.DataFrame, current: pd.DataFrame) -> list[FeatureDrift]:
+def compare(reference: pd.DataFrame, current: pd.DataFrame,
+            share_threshold: float) -> tuple[list[FeatureDrift], Snapshot]:
     """Each feature's drift statistic, reference against current (joined contacts, both), and
-    the scores' when both hold an appetence column."""
-    found = []
+    the scores' when both hold an appetence column; with Evidently's report of it, whose verdict
+    on the whole is drift above ``share_threshold`` of the features, as ours."""
+    numbers = [*NUMERIC]
     if schema.OUTPUT_COLUMN in reference and schema.OUTPUT_COLUMN in current:
-        found.append(_numeric(schema.OUTPUT_COLUMN, reference[schema.OUTPUT_COLUMN].to_numpy(float),
-                              current[schema.OUTPUT_COLUMN].to_numpy(float), "score"))
-    for column in NUMERIC:
-        found.append(_numeric(column, reference[column].to_numpy(float), current[column].to_numpy(float)))
-    for column in CATEGORICAL:
-        values = list(schema.CATEGORIES[column])
-        ref = reference[column].value_counts(normalize=True).reindex(values, fill_value=0).to_numpy()
-        cur = current[column].value_counts(normalize=True).reindex(values, fill_value=0).to_numpy()
-        statistic = float(jensenshannon(ref, cur, base=2))
-        found.append(FeatureDrift(column, "category", round(statistic, 4), statistic > DRIFT_THRESHOLD))
-    return found
+        numbers.insert(0, schema.OUTPUT_COLUMN)
+    columns = [*numbers, *CATEGORICAL]
+    definition = DataDefinition(numerical_columns=numbers, categorical_columns=list(CATEGORICAL))
+    preset = DataDriftPreset(columns=columns, num_method=NUMBER_METHOD, cat_method=CATEGORY_METHOD,
+                             threshold=DRIFT_THRESHOLD, drift_share=share_threshold,
+                             include_tests=False)
+    snapshot = Report([preset]).run(
+        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition))
+    statistics = {metric["config"]["column"]: float(metric["value"])
+                  for metric in snapshot.dict()["metrics"] if metric["config"].get("column") in columns}
+    found = []
+    for column in columns:
+        kind = "score" if column == schema.OUTPUT_COLUMN else "number" if column in numbers else "category"
+        statistic = statistics[column]  # a KeyError here: Evidently changed its report's shape
+        found.append(FeatureDrift(column, kind, round(statistic, 4), statistic >= DRIFT_THRESHOLD))
+    return found, snapshot
 
 
 def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
@@ -141,38 +145,27 @@ def report(settings: Settings, since: str, reference_csv: str | None = None) -> 
         current = logged_rows(settings, parse_period(since))
         if current.empty:
             raise ValueError(f"the prediction log holds no row scored in the last {since}")
+        if len(current) < settings.drift_min_rows:  # a few hundred rows drift by chance alone
+            raise ValueError(f"the prediction log holds {len(current)} rows scored in the last {since}, "
+                             f"fewer than drift_min_rows ({settings.drift_min_rows}): too few to judge")
         reference = joined(read_contacts(reference_csv, settings), source, settings)
         pipeline = served_pipeline(settings.model_uri)
         if pipeline is not None:  # the training contacts' appetences, by the same pipeline
             reference[schema.OUTPUT_COLUMN] = pipeline.predict_proba(reference)[:, 1]
-        features = compare(reference, joined(current, source, settings))
+        features, snapshot = compare(reference, joined(current, source, settings),
+                                     settings.drift_share_threshold)
     finally:
         engine.dispose()
-    return DriftReport(since, len(current), len(reference), features, settings.drift_share_threshold)
+    return DriftReport(since, len(current), len(reference), features,
+                       settings.drift_share_threshold, snapshot)
 
 
 def write(result: DriftReport, output: Path) -> tuple[Path, Path]:
+    """``drift.json`` (our summary, for machines) and ``drift.html`` (Evidently's report)."""
     output.mkdir(parents=True, exist_ok=True)
     summary_path, page_path = output / "drift.json", output / "drift.html"
     summary_path.write_text(json.dumps(result.summary(), indent=2) + "\n")
-    rows = "\n".join(
-        f"<tr class={'drift' if f.drifted else 'same'}><td>{html.escape(f.feature)}</td><td>{f.kind}</td>"
-        f"<td>{f.statistic:.4f}</td><td>{'drifted' if f.drifted else 'no drift'}</td></tr>"
-        for f in sorted(result.features, key=lambda f: -f.statistic))
-    verdict = (f"{len(result.drifted)} of {len(result.features)} features drifted "
-               f"({result.share:.0%}; alarm above {result.share_threshold:.0%})")
-    page_path.write_text(f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>chaos drift report</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px}} tr.drift td{{background:#fdd}} tr.same td{{background:#efe}}
-h1{{font-size:1.4em}}</style></head><body>
-<h1>Drift of the customers scored in the last {html.escape(result.since)}</h1>
-<p>{result.rows} rows scored against {result.reference_rows} training contacts.
-Statistic: Wasserstein distance / reference std (numbers), Jensen-Shannon distance (categories);
-drifted above {DRIFT_THRESHOLD}.</p>
-<p><strong>{'ALARM: ' if result.alarm else ''}{verdict}</strong></p>
-<table><tr><th>feature</th><th>kind</th><th>statistic</th><th>verdict</th></tr>
-{rows}
-</table></body></html>
-""")
+    if result.snapshot is None:
+        raise ValueError("this report has no Evidently snapshot to draw")
+    result.snapshot.save_html(str(page_path))
     return summary_path, page_path

@@ -21,6 +21,7 @@ from chaos_pyfunc.socio_eco import IndicatorSource
 pytestmark = pytest.mark.data
 
 MODEL_DIR = REPO / "model"
+SHARE = Settings().drift_share_threshold
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def current(rows: pd.DataFrame, reference) -> pd.DataFrame:
 
 
 def drifted(reference, rows: pd.DataFrame) -> set[str]:
-    return {f.feature for f in drift.compare(reference[0], current(rows, reference)) if f.drifted}
+    features, _ = drift.compare(reference[0], current(rows, reference), SHARE)
+    return {f.feature for f in features if f.drifted}
 
 
 def test_traffic_drawn_from_the_training_customers_shows_no_drift(reference, customers) -> None:
@@ -77,7 +79,8 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
     summary = json.loads((tmp_path / "same" / "drift.json").read_text())
     assert summary["rows"] == 2000 and summary["drifted"] == [] and not summary["alarm"]
     assert "appetence" in {f["feature"] for f in summary["features"]}  # the scores are compared too
-    assert (tmp_path / "same" / "drift.html").read_text().count("<tr class=same>") == len(summary["features"])
+    page = (tmp_path / "same" / "drift.html").read_text()
+    assert page.count('"data_drift": "Not Detected"') == len(summary["features"])  # Evidently's own verdicts
 
     shifted = rows.assign(date="2008-06-15", age=np.minimum(rows["age"] + 15, 130),
                           contact="unknown", result_last_campaign="unknown")
@@ -88,6 +91,8 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
                  "--reference", str(CUSTOMERS_CSV)]) == 1
     summary = json.loads((tmp_path / "shifted" / "drift.json").read_text())
     assert {"age", "euribor_3m"} <= set(summary["drifted"]) and summary["alarm"]
+    page = (tmp_path / "shifted" / "drift.html").read_text()
+    assert page.count('"data_drift": "Detected"') == len(summary["drifted"])
     recorder.close()
 
 
@@ -100,10 +105,18 @@ def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Pa
     PredictionLog(engine_with_indicators(pg_url), None, 10, 30, 3600).close()  # the table, empty
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds no row scored in the last 7d" in capsys.readouterr().err
+    recorder = PredictionLog(engine_with_indicators(pg_url), "1", 100, 30, flush_seconds=3600)
+    rows = pd.read_csv(CUSTOMERS_CSV, nrows=10)
+    recorder.record(schema.as_signature_types(rows[list(schema.INPUT_COLUMNS)]), np.full(10, 0.5))
+    assert recorder.flush()
+    recorder.close()
+    assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
+    assert "holds 10 rows scored in the last 7d, fewer than drift_min_rows (1000)" in capsys.readouterr().err
 
 
 def test_scores_that_moved_alone_are_flagged(reference, customers) -> None:
     rows = request_rows(customers, 3000, seed=5)
     ref = reference[0].assign(appetence=np.random.default_rng(0).beta(1, 8, len(reference[0])))
     now = current(rows, reference).assign(appetence=np.random.default_rng(1).beta(4, 4, len(rows)))
-    assert {f.feature for f in drift.compare(ref, now) if f.drifted} == {"appetence"}
+    features, _ = drift.compare(ref, now, SHARE)
+    assert {f.feature for f in features if f.drifted} == {"appetence"}
