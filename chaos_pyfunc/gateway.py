@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,7 +100,7 @@ class Gateway:
         path, method = scope["path"], scope["method"]
         status, rows, client = 0, None, None
         given = header(scope, b"x-request-id")
-        request_id = given if PLAIN_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if PLAIN_ID.fullmatch(given) else os.urandom(16).hex()
         echoed = [*self._version_header, (b"x-request-id", request_id.encode())]
         REQUEST_ID.set(request_id)  # this request's task only: the prediction log reads it
 

@@ -9,6 +9,7 @@ sent, never a value of a request.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -85,6 +86,12 @@ class _ScoreCollector(Collector):
         self._sum = 0.0
 
     def observe(self, scores: np.ndarray) -> None:
+        if len(scores) <= 8:  # a few rows: plain Python, NumPy's call overhead is the larger cost
+            with self._lock:
+                for score in scores.tolist():
+                    self._counts[bisect.bisect_left(SCORE_BUCKETS, score)] += 1
+                    self._sum += score
+            return
         counts = np.bincount(np.searchsorted(SCORE_BUCKETS, scores, side="left"),
                              minlength=len(SCORE_BUCKETS) + 1)
         with self._lock:
@@ -120,6 +127,8 @@ class Metrics:
         self.clients = Counter("chaos_client_requests", "Authenticated requests, by API key id",
                                ["key_id"], registry=r)
         self.model = Info("chaos_model", "The model served", registry=r)
+        self._requests: dict[tuple[str, int], Any] = {}  # few: endpoints by statuses
+        self._latency: dict[str, Any] = {}
         self.indicators = _IndicatorCollector()
         r.register(self.indicators)
         self.prediction_log = _PredictionLogCollector()
@@ -131,8 +140,15 @@ class Metrics:
     def answered(self, path: str, status: int, seconds: float, rows: int | None,
                  key_id: str | None) -> None:
         endpoint = endpoint_of(path)
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        # The labelled children, kept: labels() validates and locks on every call.
+        counter = self._requests.get((endpoint, status))
+        if counter is None:
+            counter = self._requests[endpoint, status] = self.requests.labels(endpoint, str(status))
+        counter.inc()
+        latency = self._latency.get(endpoint)
+        if latency is None:
+            latency = self._latency[endpoint] = self.latency.labels(endpoint)
+        latency.observe(seconds)
         if rows is not None and status == 200:
             self.rows.observe(rows)
         if status in REFUSALS:

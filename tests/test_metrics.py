@@ -51,6 +51,18 @@ def test_the_score_histogram_counts_every_appetence_in_its_bucket() -> None:
     assert len(SCORE_BUCKETS) == 20
 
 
+def test_small_and_large_batches_fill_the_same_buckets() -> None:
+    scores = np.random.default_rng(0).random(40).round(2)  # many values on a bucket's bound
+    one_at_a_time, at_once = Metrics(), Metrics()
+    for score in scores:
+        one_at_a_time.scores.observe(np.array([score]))  # the small-batch path
+    at_once.scores.observe(scores)  # the NumPy path
+    small, large = samples(one_at_a_time), samples(at_once)
+    buckets = {k for k in large if k[0] in ("chaos_appetence_bucket", "chaos_appetence_count")}
+    assert len(buckets) == 22 and {k: small[k] for k in buckets} == {k: large[k] for k in buckets}
+    assert abs(small[("chaos_appetence_sum", ())] - large[("chaos_appetence_sum", ())]) < 1e-9
+
+
 def test_the_model_served_and_the_indicators_are_described() -> None:
     class Source:
         failed_reads = 2
