@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-batch soak outage clean
+.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-ab bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,9 +87,15 @@ soak: venv ## 10 min of steady load on the real server (PostgreSQL), then a 60 s
 outage: venv ## stop a private PostgreSQL for 60 s under steady load on two servers (stale and strict); figures in bench/outage.json
 	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
 
-bench: venv ## serve our model and a plain mlflow.sklearn anchor side by side, load both with wrk (PostgreSQL)
+bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant floor side by side, load them with wrk (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
+
+BEFORE ?= 7f55d74
+bench-ab: venv ## what a change costs: chaos serve at BEFORE (default 7f55d74, before observability) against the working tree, alternated under wrk
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	rm -rf var/ab-before && git worktree prune && git worktree add --detach var/ab-before $(BEFORE)
+	$(BIN)/python -m bench.ab --before var/ab-before --rounds 9
 
 bench-batch: venv ## batch-score the 38k customers and a generated 1M-row file (indicators: CHAOS_DATABASE_URL or embedded)
 	$(BIN)/chaos db init

@@ -1,10 +1,12 @@
-"""`make bench`: our model against a plain scikit-learn anchor under `mlflow models serve`.
+"""`make bench`: our model against a plain scikit-learn anchor and a floor, all three served by MLflow.
 
-A: our pyfunc (model/) as the image serves it (`chaos serve`: MLflow's scoring app behind the
-gateway), indicators read from PostgreSQL. B, the anchor: the very same trained
-pipeline saved with the plain mlflow.sklearn flavour (predict_proba, no enrichment: the client
-sends the indicators). Same worker count, same load generator (wrk), alternating A/B for a fixed
-time per scenario and round. Prints a table and writes bench/results.json.
+Ours: our pyfunc (model/) as the image serves it (`chaos serve`: MLflow's scoring app behind the
+gateway), indicators read from PostgreSQL. The anchor: the very same trained pipeline saved with
+the plain mlflow.sklearn flavour under `mlflow models serve` (predict_proba, no enrichment: the
+client sends the indicators). The floor: a pyfunc with our signature answering a constant
+(bench/floor_model.py) under `mlflow models serve`: MLflow's own cost, with a model that costs
+nothing. Same worker count, same load generator (wrk), the three in turn (the order rotates every
+round) for a fixed time per scenario and round. Prints a table and writes bench/results.json.
 
 The machines are shared and noisy: read the ratios of one run, not the absolute times.
 
@@ -31,7 +33,7 @@ import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
 import requests
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 
 from bench.database import admin, fresh_database
 from bench.server import VENV_BIN, chaos_command, launch
@@ -97,6 +99,14 @@ def save_anchor(pipeline: object, enriched: pd.DataFrame, folder: Path) -> Path:
         # MLflow 3 saves sklearn models with skops, which asks to name the non-builtin types.
         skops_trusted_types=["chaos_pyfunc.pipeline.day_of_month",
                              "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+    return path
+
+
+def save_floor(folder: Path) -> Path:
+    """The floor: bench/floor_model.py with the signature of model/."""
+    path = folder / "floor"
+    mlflow.pyfunc.save_model(path, python_model=str(REPO / "bench" / "floor_model.py"),
+                             signature=Model.load(str(REPO / "model")).signature)
     return path
 
 
@@ -204,7 +214,7 @@ def run(seconds: float, rounds: int) -> dict:
     with (REPO / "model" / "artifacts" / "pipeline.pkl").open("rb") as handle:
         pipeline = pickle.load(handle)  # noqa: S301 - our own artifact
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
-    anchor = save_anchor(pipeline, enriched, work)
+    anchor, floor = save_anchor(pipeline, enriched, work), save_floor(work)
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
     sample = customers.sample(1000, random_state=7).index
@@ -212,6 +222,7 @@ def run(seconds: float, rounds: int) -> dict:
     for size in (1, 1000):
         picked = sample[:size]
         for who, frame in (("ours", customers.loc[picked, list(schema.INPUT_COLUMNS)]),
+                           ("floor", customers.loc[picked, list(schema.INPUT_COLUMNS)]),
                            ("anchor", enriched.loc[picked])):
             bodies[who, size] = work / f"{who}-{size}.json"
             bodies[who, size].write_text(body(frame))
@@ -220,24 +231,26 @@ def run(seconds: float, rounds: int) -> dict:
                     "seconds_per_run": seconds, "rounds": rounds, "workers": int(WORKERS), "scenarios": {}}
     ours_env = {"CHAOS_DATABASE_URL": url}
     with (serve("ours", REPO / "model", ours_env, work) as ours,
-          serve("anchor", anchor, {}, work, gateway=False) as anchor_server):
-        report["cold_start_s"] = {"ours": ours.cold_start_s, "anchor": anchor_server.cold_start_s}
-        for server, size in ((ours, 1), (anchor_server, 1)):  # both answer, and agree
-            answer = requests.post(f"{server.url}/invocations", data=bodies[server.name, size].read_bytes(),
+          serve("anchor", anchor, {}, work, gateway=False) as anchor_server,
+          serve("floor", floor, {}, work, gateway=False) as floor_server):
+        servers = (ours, anchor_server, floor_server)
+        report["cold_start_s"] = {server.name: server.cold_start_s for server in servers}
+        for server in servers:  # each answers
+            answer = requests.post(f"{server.url}/invocations", data=bodies[server.name, 1].read_bytes(),
                                    headers={"Content-Type": "application/json"}, timeout=30)
             answer.raise_for_status()
         before, requests_ours = statements_run(), 0
         for name, size, connections in SCENARIOS:
-            runs: dict[str, list[dict]] = {"ours": [], "anchor": []}
+            runs: dict[str, list[dict]] = {server.name: [] for server in servers}
             for round_number in range(rounds):
-                order = (ours, anchor_server) if round_number % 2 == 0 else (anchor_server, ours)
-                for server in order:
+                turn = round_number % len(servers)
+                for server in servers[turn:] + servers[:turn]:
                     result = wrk(server, bodies[server.name, size], connections, seconds, script)
                     runs[server.name].append(result)
                     requests_ours += result["requests"] if server is ours else 0
             report["scenarios"][name] = summarise(runs, size)
             print(f"  {name}: done", flush=True)
-        report["rss_mb"] = {"ours": ours.rss_mb(), "anchor": anchor_server.rss_mb()}
+        report["rss_mb"] = {server.name: server.rss_mb() for server in servers}
         report["ttl_60"] = {"statements": statements_run() - before, "requests": requests_ours}
     with serve("ours-ttl0", REPO / "model", {**ours_env, "CHAOS_CACHE_TTL_SECONDS": "0"}, work) as ttl0:
         before = statements_run()
@@ -249,7 +262,7 @@ def run(seconds: float, rounds: int) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]], size: int) -> dict:
-    """Medians over the rounds of each side, and ours/anchor ratios."""
+    """Medians over the rounds of each side; ours/anchor (ratio) and floor/anchor (floor_ratio)."""
     out: dict = {}
     for who, results in runs.items():
         rps = statistics.median(r["requests"] / r["seconds"] for r in results)
@@ -257,15 +270,16 @@ def summarise(runs: dict[str, list[dict]], size: int) -> dict:
                     "p50_ms": statistics.median(r["p50_us"] for r in results) / 1000,
                     "p99_ms": statistics.median(r["p99_us"] for r in results) / 1000}
     out["ratio"] = {key: out["ours"][key] / out["anchor"][key] for key in out["ours"]}
+    out["floor_ratio"] = {key: out["floor"][key] / out["anchor"][key] for key in out["floor"]}
     return out
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'scenario':<22}{'side':<8}{'req/s':>9}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"\n{'scenario':<22}{'side':<12}{'req/s':>9}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name, result in report["scenarios"].items():
-        for who in ("ours", "anchor", "ratio"):
+        for who in ("ours", "anchor", "floor", "ratio", "floor_ratio"):
             r = result[who]
-            print(f"{name if who == 'ours' else '':<22}{who:<8}{r['requests_per_s']:>9.1f}"
+            print(f"{name if who == 'ours' else '':<22}{who:<12}{r['requests_per_s']:>9.1f}"
                   f"{r['rows_per_s']:>11.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     c1 = report["scenarios"]["1 row, 1 client"]["ours"]["requests_per_s"]
     c8 = report["scenarios"]["1 row, 8 clients"]["ours"]["requests_per_s"]
@@ -275,9 +289,8 @@ def print_table(report: dict) -> None:
     ttl60, ttl0 = report["ttl_60"], report["ttl_0"]["statements_per_request"]
     print(f"database statements of ours (cache TTL 60 s): {ttl60['statements']} for {ttl60['requests']} "
           f"requests; with the cache off (TTL 0): {ttl0:.2f} per request")
-    print(f"cold start to /ping: ours {report['cold_start_s']['ours']:.2f} s, "
-          f"anchor {report['cold_start_s']['anchor']:.2f} s")
-    print(f"RSS MB: ours {report['rss_mb']['ours']}, anchor {report['rss_mb']['anchor']}")
+    print("cold start to /ping: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["cold_start_s"].items()))
+    print("RSS MB: " + ", ".join(f"{k} {v}" for k, v in report["rss_mb"].items()))
     for size in (1, 1000):
         r = report["in_process"][f"{size}_rows"]
         print(f"in process, {size} row(s): our predict {r['our_predict_ms']:.3f} ms, "
