@@ -54,6 +54,13 @@ CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
 
 # The scoring image, the default target.
 FROM runtime AS app
+# A C compiler for the retrain CronJob, which runs this image: `chaos train` compiles the trees
+# of a new version to C (compiled.py). Same release rule as tini above.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 # Evidently, for the drift CronJob (`chaos drift`), which runs this image; it never phones home.
 ENV DO_NOT_TRACK=1
 COPY requirements-drift.lock /tmp/requirements-drift.lock

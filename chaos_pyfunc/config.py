@@ -53,6 +53,7 @@ ENV_VARS = {
     "prediction_log_retention_days": "CHAOS_PREDICTION_LOG_RETENTION_DAYS",
     "drift_share_threshold": "CHAOS_DRIFT_SHARE_THRESHOLD",
     "drift_min_rows": "CHAOS_DRIFT_MIN_ROWS",
+    "predict_threads": "CHAOS_PREDICT_THREADS",
 }
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
@@ -126,6 +127,9 @@ class Settings:
     drift_share_threshold: float = 0.25
     # ... and refuses to judge a period with fewer rows (300 sampled rows came near the threshold).
     drift_min_rows: int = 1000
+    # Threads the compiled trees spread a batch over (compiled.py); 0: the CPUs this process may
+    # run on. The pods set 1: their CPU limit is one core.
+    predict_threads: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -156,6 +160,7 @@ class Settings:
             "prediction_log_retention_days": self.prediction_log_retention_days >= 1,
             "drift_share_threshold": 0 <= self.drift_share_threshold <= 1,
             "drift_min_rows": self.drift_min_rows >= 1,
+            "predict_threads": 0 <= self.predict_threads <= 64,
         }
         for name, ok in checks.items():
             if not ok:

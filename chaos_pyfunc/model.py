@@ -28,7 +28,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from chaos_pyfunc import package_version, schema
-from chaos_pyfunc.compiled import CompiledPipeline, compile_pipeline
+from chaos_pyfunc.compiled import FOREST_ARTIFACT, CompiledPipeline, compile_pipeline, threads_for
 from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.db import make_engine, seed_embedded
 from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
@@ -105,7 +105,10 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
             source.table()  # not to start: requests get 503 until it is back
         except IndicatorsUnavailable:
             log.warning("socio_eco cannot be read yet; requests get 503 until it can")
-        self.scorer = Scorer(pipeline, source, settings, compile_pipeline(pipeline))
+        forest = context.artifacts.get(FOREST_ARTIFACT)  # absent from models trained without gcc
+        compiled = compile_pipeline(pipeline, None if forest is None else Path(forest),
+                                    threads_for(settings.predict_threads))
+        self.scorer = Scorer(pipeline, source, settings, compiled)
         # Everything loaded so far (MLflow, pandas, scikit-learn, the model: millions of objects)
         # lives as long as the server: keep it out of the garbage collector's full passes, which
         # otherwise stall a request now and then for tens of milliseconds.

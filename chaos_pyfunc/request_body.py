@@ -5,13 +5,16 @@ rules of the values). Every refusal names the field and the rows, never the valu
 
 from __future__ import annotations
 
+import array
 import asyncio
 import csv
 import io
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from chaos_pyfunc import schema
@@ -41,6 +44,8 @@ def _split_rows(split: object) -> int:
     if index is not None and (not isinstance(index, list) or len(index) != len(data)):
         raise Refusal(400, "dataframe_split.index: expected a list of one label per row, or no index")
     width = len(columns)
+    if set(map(type, data)) <= {list} and set(map(len, data)) <= {width}:
+        return len(data)  # the common case, checked without a Python loop
     bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != width]
     if bad:
         raise Refusal(400, f"dataframe_split.data: expected a list of {width} values (one per "
@@ -76,10 +81,20 @@ def _other_rows(value: object) -> int:
     return 1
 
 
+def loads(body: bytes) -> Any:
+    """The JSON document, as MLflow's parser (the standard library's) reads it: orjson first, three
+    times faster, and the standard library for what orjson refuses but it takes (NaN, Infinity,
+    integers beyond 64 bits), so a value's own rule explains it, not a parse error."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def parse_json_body(body: bytes) -> tuple[Any, int]:
     """The parsed body and its row count; Refusal (400) naming the field when it is malformed."""
     try:
-        document = json.loads(body)
+        document = loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refusal(400, "body: not valid JSON (UTF-8)") from None
     if not isinstance(document, dict):
@@ -107,8 +122,8 @@ def one_customer_as_records(body: bytes) -> bytes:
     """POST /appetence's body, one JSON object of a customer's columns, as the one-row
     dataframe_records request it means: every rule and message of /invocations then applies."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Refusal(400, "body: not valid JSON (UTF-8)") from None
     if not isinstance(document, dict) or any(key in document for key in INPUT_KEYS):
         raise Refusal(400, "body: expected one JSON object of the customer's columns "
@@ -137,7 +152,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 NOT_A_ROW = object()
 
 
-def _column_values(document: Any) -> dict[str, list[Any]] | None:
+def _column_values(document: Any) -> dict[str, Sequence[Any]] | None:
     """Each input column's values, whatever the request form; None for a shape MLflow decides."""
     if not isinstance(document, dict):
         return None
@@ -147,7 +162,8 @@ def _column_values(document: Any) -> dict[str, list[Any]] | None:
             return None
         rows = [row for row in data if isinstance(row, list) and len(row) == len(columns)]
         where = {c: columns.index(c) for c in schema.INPUT_COLUMNS if c in columns}
-        return {c: [row[i] for row in rows] for c, i in where.items()}
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)  # transposed in C
+        return {c: by_column[i] for c, i in where.items()}
     if isinstance(records := document.get("dataframe_records"), list):  # a non-object row: all wrong
         return {c: [r.get(c) if isinstance(r, dict) else NOT_A_ROW for r in records]
                 for c in schema.INPUT_COLUMNS}
@@ -175,18 +191,36 @@ def diagnose(document: Any) -> str | None:
     for column, values in columns.items():
         if column in schema.INTEGERS:
             problems += _integer_problems(column, values)
-        elif not set(map(type, values)) <= STRING_TYPES:
+        elif not _all_strings(values) and not set(map(type, values)) <= STRING_TYPES:
             bad = [type(v) not in STRING_TYPES for v in values]
             problems.append(f"{column}: expected a string at {schema.at_rows(bad)}")
     return "; ".join(problems) or None
 
 
-def _integer_problems(column: str, values: list[Any]) -> list[str]:
+def _all_strings(values: Sequence[Any]) -> bool:
+    """True when every value is a string: one C loop (join refuses anything else), four times
+    cheaper than collecting the types."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _plain_int64s(values: Sequence[Any]) -> bool:
+    """True when every value is an int (not a bool) within 64 bits: the common case."""
+    try:
+        array.array("q", values)  # refuses floats, strings, None; OverflowError past 64 bits
+    except (TypeError, OverflowError):
+        return False
+    return set(map(type, values)) <= {int}
+
+
+def _integer_problems(column: str, values: Sequence[Any]) -> list[str]:
     """An integer column's values that MLflow's cast to the signature's long would truncate
     (35.5), fail on (null, "35") or wrap; validate() judges the ranges of the others."""
-    if all(type(v) is int for v in values) and min(values, default=0) >= INT64_MIN \
-            and max(values, default=0) <= INT64_MAX:
-        return []  # the common case
+    if _plain_int64s(values):
+        return []
     problems = []
     bad = [not _whole(v) for v in values]
     if any(bad):

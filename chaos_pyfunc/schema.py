@@ -7,7 +7,6 @@ field, instead of being scored silently.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -186,7 +185,6 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ the fast path, for serving
 
-_DATE_PATTERN = re.compile(DATE_PATTERN)
 _CATEGORY_CODES = {column: {value: code for code, value in enumerate(values)}
                    for column, values in CATEGORIES.items()}
 
@@ -204,6 +202,22 @@ class Batch:
         return len(self.months)
 
 
+_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]  # the positions of the digits in YYYY-MM-DD
+
+
+def _plain_dates(dates: np.ndarray) -> bool:
+    """Every value a string of DATE_PATTERN's shape in ASCII digits, checked on the characters'
+    code points at once rather than by a regular expression per row."""
+    try:
+        "".join(dates)  # a C loop that refuses anything but strings
+    except TypeError:
+        return False
+    points = dates.astype("U11").view(np.uint32).reshape(len(dates), 11)  # an 11th: longer strings
+    digits = points[:, _DIGITS]
+    return bool(((digits >= ord("0")) & (digits <= ord("9"))).all()
+                and (points[:, [4, 7]] == ord("-")).all() and (points[:, 10] == 0).all())
+
+
 def fast_batch(frame: object) -> Batch | None:
     """The rows as a ``Batch`` when every value is plainly valid, else None.
 
@@ -217,7 +231,7 @@ def fast_batch(frame: object) -> Batch | None:
     if any(column not in frame.columns for column in INPUT_COLUMNS):
         return None
     dates = frame[DATE].to_numpy()
-    if not all(type(v) is str and _DATE_PATTERN.fullmatch(v) for v in dates):
+    if not _plain_dates(dates):
         return None
     try:
         days = dates.astype("datetime64[D]")

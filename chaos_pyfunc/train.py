@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from chaos_pyfunc import dataset, evaluate, fingerprint, package_version, registry, schema
+from chaos_pyfunc.compiled import FOREST_ARTIFACT, build_forest
 from chaos_pyfunc.config import load_settings
 from chaos_pyfunc.model import PIPELINE_ARTIFACT, AppetenceModel
 from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
@@ -98,12 +99,15 @@ def train(options: TrainOptions, hyper: Hyperparameters | None = None,
         mlflow.log_figure(evaluate.calibration_figure(evaluation.curves), "plots/calibration.png")
         pickle_path = Path(scratch) / "pipeline.pkl"
         pickle_path.write_bytes(pickle.dumps(pipeline))
+        artifacts = {PIPELINE_ARTIFACT: str(pickle_path)}
+        if (forest := build_forest(pipeline[-1], Path(scratch) / "forest.so")) is not None:
+            artifacts[FOREST_ARTIFACT] = str(forest)
         example = data.features.loc[:2, list(schema.INPUT_COLUMNS)].assign(
             **{schema.DATE: lambda f: f[schema.DATE].dt.strftime("%Y-%m-%d")})
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=AppetenceModel(),
-            artifacts={PIPELINE_ARTIFACT: str(pickle_path)},
+            artifacts=artifacts,
             signature=schema.signature(),
             input_example=schema.as_signature_types(pd.DataFrame(example)),
             pip_requirements=serving_requirements(),

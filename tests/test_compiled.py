@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from chaos_pyfunc import compiled, schema
-from chaos_pyfunc.compiled import SMALL_BATCH, Forest, compile_pipeline, probe_rows
+from chaos_pyfunc.compiled import TOLERANCE, Forest, build_forest, compile_pipeline, probe_rows
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.model import Scorer
 from chaos_pyfunc.socio_eco import IndicatorSource
@@ -24,27 +24,45 @@ def pipeline() -> Pipeline:
         return pickle.load(handle)  # noqa: S301 - our own artifact
 
 
+FOREST = REPO / "model" / "artifacts" / "forest.so"
+
+
 @pytest.fixture(scope="module")
 def scorers(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorer, Scorer]:
-    """(compiled, reference) scorers on the same embedded indicators."""
+    """(compiled, reference) scorers on the same embedded indicators; the compiled one with the
+    committed model's compiled trees."""
     url = f"sqlite:///{tmp_path_factory.mktemp('compiled') / 'chaos.db'}"
     settings = Settings(database_url=url)
     source = IndicatorSource(engine_with_indicators(url), ttl_seconds=3600)
-    fast = Scorer(pipeline, source, settings, compile_pipeline(pipeline))
-    assert fast.compiled is not None
+    fast = Scorer(pipeline, source, settings, compile_pipeline(pipeline, FOREST, threads=2))
+    assert fast.compiled is not None and fast.compiled.forest is not None
     return fast, Scorer(pipeline, source, settings, None)
 
 
+@pytest.mark.parametrize("size", [38_429, 1000, 7, 1])
 def test_every_customer_scores_as_the_pipeline_does(scorers: tuple[Scorer, Scorer],
-                                                    customers: pd.DataFrame) -> None:
+                                                    customers: pd.DataFrame, size: int) -> None:
+    """All the customers at once, then in requests of ``size`` rows: within 1e-9 of the pipeline."""
     fast, reference = scorers
     rows = schema.as_signature_types(customers[list(schema.INPUT_COLUMNS)])
+    assert len(rows) == 38_429
     expected = reference.score(rows)["appetence"].to_numpy()
-    # All 38k rows at once (scikit-learn's trees), then in small requests (the NumPy walk).
-    assert np.max(np.abs(fast.score(rows)["appetence"].to_numpy() - expected)) <= 1e-6
-    small = np.concatenate([fast.score(rows.iloc[i:i + SMALL_BATCH].reset_index(drop=True))["appetence"]
-                            for i in range(0, len(rows), SMALL_BATCH)])
-    assert np.max(np.abs(small - expected)) <= 1e-6
+    got = np.concatenate([fast.score(rows.iloc[i:i + size].reset_index(drop=True))["appetence"]
+                          for i in range(0, len(rows), size)])
+    assert len(got) == len(rows) and np.max(np.abs(got - expected)) <= TOLERANCE == 1e-9
+
+
+def test_the_compiled_trees_answer_from_many_threads_at_once(scorers: tuple[Scorer, Scorer],
+                                                             customers: pd.DataFrame) -> None:
+    """MLflow predicts in a thread pool: requests scored at the same time get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast, reference = scorers
+    batches = [schema.as_signature_types(request_rows(customers, n, seed=n)) for n in (1, 5, 300, 1000) * 4]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda rows: fast.score(rows)["appetence"].to_numpy(), batches))
+    for rows, answer in zip(batches, answers, strict=True):
+        assert np.max(np.abs(answer - reference.score(rows)["appetence"].to_numpy())) <= TOLERANCE
 
 
 def test_one_row_takes_the_fast_path(scorers: tuple[Scorer, Scorer], customers: pd.DataFrame,
@@ -107,11 +125,29 @@ def test_fast_batch_steps_aside_for_anything_unusual(pipeline: Pipeline, change)
     assert schema.fast_batch(change(rows)) is None
 
 
-def test_the_forest_walk_matches_scikit_learn_raw_scores(pipeline: Pipeline) -> None:
+def test_build_forest_compiles_the_trees_the_pipeline_holds(pipeline: Pipeline, tmp_path) -> None:
     classifier = pipeline[-1]
-    features = np.random.default_rng(0).normal(size=(200, classifier.n_features_in_)) * 2
-    expected = classifier._raw_predict(features).ravel()
-    assert np.max(np.abs(Forest.of(classifier).raw(features) - expected)) < 1e-12
+    library = build_forest(classifier, tmp_path / "forest.so")
+    assert library is not None and library.stat().st_size > 0
+    features = np.random.default_rng(0).normal(size=(500, classifier.n_features_in_)) * 2
+    expected = classifier.predict_proba(features)[:, 1]
+    assert np.max(np.abs(Forest(library, threads=1).predict(features) - expected)) <= TOLERANCE
+
+
+def test_without_a_compiler_the_model_has_no_forest(pipeline: Pipeline, tmp_path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcc on it
+    assert build_forest(pipeline[-1], tmp_path / "forest.so") is None
+    assert not (tmp_path / "forest.so").exists()
+
+
+def test_without_compiled_trees_the_classifier_serves(pipeline: Pipeline, tmp_path) -> None:
+    """No forest artifact (a model trained without gcc), or one that does not load here."""
+    assert compile_pipeline(pipeline).forest is None
+    broken = tmp_path / "forest.so"
+    broken.write_bytes(b"not a shared library")
+    served = compile_pipeline(pipeline, broken)
+    assert served is not None and served.forest is None
 
 
 def test_an_unknown_pipeline_shape_is_served_as_it_is(pipeline: Pipeline) -> None:
@@ -121,9 +157,9 @@ def test_an_unknown_pipeline_shape_is_served_as_it_is(pipeline: Pipeline) -> Non
 
 def test_a_compiled_form_that_disagrees_is_not_used(pipeline: Pipeline,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = Forest.raw
-    monkeypatch.setattr(Forest, "raw", lambda self, features: raw(self, features) + 1e-3)
-    assert compile_pipeline(pipeline) is None
+    predict = Forest.predict
+    monkeypatch.setattr(Forest, "predict", lambda self, features: predict(self, features) + 1e-8)
+    assert compile_pipeline(pipeline, FOREST) is None
 
 
 def test_probe_rows_are_valid_and_cover_every_category(pipeline: Pipeline) -> None:
