@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-ab bench-batch soak outage clean
+.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,10 @@ outage: venv ## stop a private PostgreSQL for 60 s under steady load on two serv
 bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant floor side by side, load them with wrk (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
+
+profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/profile.json
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/python -m bench.profile
 
 BEFORE ?= 7f55d74
 bench-ab: venv ## what a change costs: chaos serve at BEFORE (default 7f55d74, before observability) against the working tree, alternated under wrk

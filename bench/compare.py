@@ -279,8 +279,9 @@ def print_table(report: dict) -> None:
     for name, result in report["scenarios"].items():
         for who in ("ours", "anchor", "floor", "ratio", "floor_ratio"):
             r = result[who]
-            print(f"{name if who == 'ours' else '':<22}{who:<12}{r['requests_per_s']:>9.1f}"
-                  f"{r['rows_per_s']:>11.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+            rows = f"{r['rows_per_s']:>11.2f}" if "ratio" in who else f"{r['rows_per_s']:>11.0f}"
+            print(f"{name if who == 'ours' else '':<22}{who:<12}{r['requests_per_s']:>9.2f}"
+                  f"{rows}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     c1 = report["scenarios"]["1 row, 1 client"]["ours"]["requests_per_s"]
     c8 = report["scenarios"]["1 row, 8 clients"]["ours"]["requests_per_s"]
     a1 = report["scenarios"]["1 row, 1 client"]["anchor"]["requests_per_s"]

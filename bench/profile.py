@@ -1,0 +1,99 @@
+"""`make profile`: where a 1000-row request's time goes in `chaos serve`, sampled by py-spy under wrk.
+
+The server runs model/ on PostgreSQL; wrk sends the same 1000-row dataframe_split body on one
+connection while py-spy samples the server's threads (idle ones left out). Each sample is
+charged to the innermost frame that names a part (below, in order from the leaf up), and the
+parts are given in milliseconds per request: samples / rate / requests. Writes bench/profile.json.
+
+Usage: python -m bench.profile [--seconds 20] [--out bench/profile.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from bench.compare import ADMIN_URL, DATA, WRK_SCRIPT, body
+from bench.database import fresh_database
+from bench.server import VENV_BIN, chaos_server
+from chaos_pyfunc import schema
+
+RATE = 250  # samples per second
+# (part, a marker of its frames): the innermost frame of a sample that holds a marker names its part.
+PARTS = (
+    ("gateway: parse and check the body", "chaos_pyfunc/request_body.py"),
+    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/gateway.py"),
+    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/edge.py"),
+    ("ours: predict (validation, join, compiled trees)", "chaos_pyfunc/"),
+    ("MLflow: parse the JSON into a DataFrame", "_parse_json_data"),
+    ("MLflow: check and cast to the signature", "_enforce_schema"),
+    ("MLflow: encode the answer", "predictions_to_json"),
+    ("MLflow: other", "mlflow/"),
+)
+OTHER = "server: uvicorn, starlette, asyncio, the rest"
+
+
+def part_of(stack: str) -> str:
+    """The part a collapsed stack (root first, frames separated by ';') is charged to."""
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for part, marker in PARTS:
+            if marker in frame:
+                return part
+    return OTHER
+
+
+def run(seconds: int) -> dict:
+    customers = pd.read_csv(DATA / "customers.csv")
+    url = fresh_database(ADMIN_URL, "chaos_profile", DATA / "socio_eco.csv")
+    work = Path(tempfile.mkdtemp(prefix="chaos-profile-"))
+    (work / "post.lua").write_text(WRK_SCRIPT)
+    (work / "1000.json").write_text(body(customers.sample(1000, random_state=7)[list(schema.INPUT_COLUMNS)]))
+    samples = work / "samples.txt"
+    with chaos_server({"CHAOS_DATABASE_URL": url}, work) as served:
+        load = subprocess.Popen(
+            ["wrk", "--threads", "1", "--connections", "1", "--duration", f"{seconds + 4}s",
+             "--timeout", "10s", "--script", str(work / "post.lua"), f"{served.url}/invocations"],
+            env={**os.environ, "BENCH_BODY": str(work / "1000.json")}, stdout=subprocess.PIPE, text=True)
+        subprocess.run([str(VENV_BIN / "py-spy"), "record", "--pid", str(served.pid), "--rate", str(RATE),
+                        "--duration", str(seconds), "--format", "raw", "--output", str(samples)],
+                       check=True, capture_output=True)
+        out, _ = load.communicate(timeout=seconds + 60)
+    result = json.loads(out.strip().splitlines()[-1])
+    requests_per_s = result["requests"] / result["seconds"]
+    counts: Counter[str] = Counter()
+    for line in samples.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        counts[part_of(stack)] += int(count)
+    sampled_requests = requests_per_s * seconds
+    names = dict.fromkeys([*(part for part, _ in PARTS), OTHER])  # in order, once each
+    parts = {part: counts[part] / RATE / sampled_requests * 1000 for part in names}
+    return {"rows_per_request": 1000, "seconds": seconds, "rate_hz": RATE,
+            "requests_per_s": requests_per_s, "p50_ms": result["p50_us"] / 1000,
+            "ms_per_request": {k: round(v, 2) for k, v in parts.items()},
+            "busy_ms_per_request": round(sum(parts.values()), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "profile.json")
+    args = parser.parse_args()
+    report = run(args.seconds)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"1000 rows per request, {report['requests_per_s']:.1f} requests/s, p50 {report['p50_ms']:.1f} ms; "
+          f"busy {report['busy_ms_per_request']:.1f} ms per request:")
+    for part, ms in report["ms_per_request"].items():
+        print(f"  {ms:6.2f} ms  {part}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
