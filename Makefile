@@ -91,9 +91,9 @@ bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant flo
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
 
-profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/profile.json
+profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/breakdown.json
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
-	$(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.breakdown
 
 BEFORE ?= 7f55d74
 bench-ab: venv ## what a change costs: chaos serve at BEFORE (default 7f55d74, before observability) against the working tree, alternated under wrk

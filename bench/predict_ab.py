@@ -66,6 +66,7 @@ def main() -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env["CHAOS_DATABASE_URL"] = fresh_database(ADMIN_URL, "chaos_predict_ab", DATA / "socio_eco.csv")
+    env["CHAOS_DATA_DIR"] = str(DATA)  # the same data for both, wherever the other checkout is
     sides = {"before": args.before.resolve(), "now": REPO}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     for round_ in range(args.rounds):

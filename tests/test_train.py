@@ -93,3 +93,6 @@ def test_the_export_serves_and_carries_no_training_settings(trained, customers, 
     model = mlflow.pyfunc.load_model(str(exported))
     scores = model.predict(schema.as_signature_types(request_rows(customers, 20)))["appetence"]
     assert scores.between(0, 1).all()
+    # The trees compiled at training ship as the forest artifact, and serve.
+    assert (exported / "artifacts" / "forest.so").is_file()
+    assert model.unwrap_python_model().scorer.compiled.forest is not None
