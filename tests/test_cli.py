@@ -1,3 +1,4 @@
+import argparse
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,16 @@ def test_errors_exit_2_with_a_message_and_no_password(tmp_path: Path, monkeypatc
     assert "hunter2" not in capsys.readouterr().err
 
 
-def test_help_lists_every_command() -> None:
-    help_text = build_parser().format_help()
-    for command in ("db", "train", "promote"):
-        assert command in help_text
+COMMANDS = {"db", "train", "promote", "retrain", "export", "keys", "drift", "score", "serve"}
+
+
+def test_help_lists_every_command_with_its_own_line() -> None:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == COMMANDS  # a command added or gone: this list and the README
+    help_text = " ".join(parser.format_help().split())  # argparse wraps long lines
+    for action in commands._choices_actions:  # each command listed with its own help sentence
+        assert action.help and f"{action.dest} {action.help}" in help_text
 
 
 def test_unknown_table_is_refused_by_the_parser() -> None:

@@ -123,15 +123,20 @@ def test_rows_without_indicators_are_a_400_naming_the_rows(served, customers: pd
 
 
 def test_a_refusal_carries_its_message_alone_for_the_gateway(served, customers: pd.DataFrame) -> None:
-    """MLflow's server prefixes the message with the rows; safe_message stays as it was."""
+    """MLflow's own scoring code answers a refused request with a message that quotes the rows;
+    the safe_message beside it names the field alone (what the gateway answers with)."""
+    from mlflow.pyfunc import scoring_server
+
     model, _ = served
     rows = request_rows(customers, 3).assign(job_type=["admin.", "pilot", "admin."])
-    with pytest.raises(MlflowException) as caught:
-        predict(model, rows)
-    caught.value.message = f"Failed to predict data '{rows}'. \nError: {caught.value.message}"
-    answer = json.loads(caught.value.serialize_as_json())
-    assert answer["safe_message"].startswith("job_type: must be one of")
-    assert "pilot" not in answer["safe_message"]
+    body = json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)})
+    with pytest.raises(MlflowException) as caught:  # MLflow's app turns it into the answer's JSON
+        scoring_server.invocations(body, "application/json", model, model.metadata.get_input_schema())
+    assert caught.value.get_http_status_code() == 400
+    error = json.loads(caught.value.serialize_as_json())
+    assert "pilot" in error["message"]  # MLflow quotes the input: why safe_message exists
+    assert error["safe_message"].startswith("job_type: must be one of")
+    assert "pilot" not in error["safe_message"]
 
 
 class BrokenPipeline:
