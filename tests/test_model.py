@@ -128,14 +128,14 @@ def test_a_refusal_carries_its_message_alone_for_the_gateway(served, customers: 
     from mlflow.pyfunc import scoring_server
 
     model, _ = served
-    rows = request_rows(customers, 3).assign(job_type=["admin.", "pilot", "admin."])
+    rows = request_rows(customers, 3).assign(result_last_campaign=["success", "pilot", "success"])
     body = json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)})
     with pytest.raises(MlflowException) as caught:  # MLflow's app turns it into the answer's JSON
         scoring_server.invocations(body, "application/json", model, model.metadata.get_input_schema())
     assert caught.value.get_http_status_code() == 400
     error = json.loads(caught.value.serialize_as_json())
     assert "pilot" in error["message"]  # MLflow quotes the input: why safe_message exists
-    assert error["safe_message"].startswith("job_type: must be one of")
+    assert error["safe_message"].startswith("result_last_campaign: must be one of")
     assert "pilot" not in error["safe_message"]
 
 
