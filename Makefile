@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
+.PHONY: help venv tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +54,13 @@ serve: venv ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite default, 
 
 test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
+
+test-fast: venv ## the unit and data-layer tests (PostgreSQL): no image, no server, no soak, no training
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_*.py -m "not training and not spark"
 
 lint: venv ## ruff
 	$(BIN)/ruff check .

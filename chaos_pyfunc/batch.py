@@ -11,14 +11,15 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel  # by name: mypy sees mlflow.pyfunc as a lazy loader
 from sqlalchemy import Engine, text
 
 from chaos_pyfunc import schema
@@ -78,7 +79,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _score_chunks(model: mlflow.pyfunc.PyFuncModel, chunks: Iterator[pd.DataFrame],
+def _score_chunks(model: PyFuncModel, chunks: Iterator[pd.DataFrame],
                   write: Callable[[pd.DataFrame, bool], None], progress: Progress) -> int:
     """Score every chunk, write it with its appetence column; return the number of rows."""
     done = 0
@@ -87,7 +88,8 @@ def _score_chunks(model: mlflow.pyfunc.PyFuncModel, chunks: Iterator[pd.DataFram
         if pd.api.types.is_datetime64_any_dtype(rows[schema.DATE]):  # a DATE column of a table
             rows[schema.DATE] = rows[schema.DATE].dt.strftime("%Y-%m-%d")
         try:
-            scores = model.predict(rows[list(schema.INPUT_COLUMNS)])[schema.OUTPUT_COLUMN].to_numpy()
+            answer = cast(pd.DataFrame, model.predict(rows[list(schema.INPUT_COLUMNS)]))  # our pyfunc's
+            scores = answer[schema.OUTPUT_COLUMN].to_numpy()
         except (MlflowException, KeyError) as exc:
             message = exc.message if isinstance(exc, MlflowException) else f"missing column {exc}"
             raise BatchError(f"rows {done} to {done + len(chunk) - 1} (numbered from 0 within them "
@@ -110,7 +112,7 @@ def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFA
     model = mlflow.pyfunc.load_model(model_uri)
     started = time.perf_counter()
     partial = target.with_name(target.name + ".partial")
-    text_columns = dict.fromkeys([schema.DATE, *schema.CATEGORIES], str)
+    text_columns: dict[Hashable, type[str]] = dict.fromkeys([schema.DATE, *schema.CATEGORIES], str)
 
     def write(frame: pd.DataFrame, first: bool) -> None:
         frame.to_csv(partial, mode="w" if first else "a", header=first, index=False)
@@ -133,7 +135,7 @@ def score_table(model_uri: str, engine: Engine, source: str, target: str,
     started = time.perf_counter()
     quoted = engine.dialect.identifier_preparer.quote
     with engine.connect() as count_conn:
-        total = count_conn.execute(text(f"SELECT count(*) FROM {quoted(source)}")).scalar_one()  # noqa: S608
+        total: int = count_conn.execute(text(f"SELECT count(*) FROM {quoted(source)}")).scalar_one()  # noqa: S608
     # A server-side cursor on PostgreSQL: rows arrive chunk by chunk, never all at once.
     with engine.connect().execution_options(stream_results=True) as reader, engine.begin() as writer:
         chunks = pd.read_sql_query(text(f"SELECT * FROM {quoted(source)}"), reader, chunksize=chunk_rows)  # noqa: S608

@@ -8,7 +8,7 @@ service runs with no PostgreSQL at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -242,8 +242,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, var in ENV_VARS.items():
         if var in env and env[var] != "":
             values[name] = env[var]
-    types = {f.name: f.type for f in fields(Settings)}
-    converters = {"str": str, "int": int, "float": float, "bool": _boolean}
+    types = {f.name: str(f.type) for f in fields(Settings)}  # annotations are text here
+    converters: dict[str, Callable[[Any], Any]] = {"str": str, "int": int, "float": float, "bool": _boolean}
     typed: dict[str, Any] = {}
     for name, raw in values.items():
         try:

@@ -9,6 +9,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import (
@@ -168,16 +169,22 @@ def read_customers_csv(path: Path | str) -> pd.DataFrame:
     return frame
 
 
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as SQLAlchemy takes many: one dict per row, by column name (pandas types its
+    keys as any hashable; ours are the columns' names)."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
+
+
 def load_indicators(engine: Engine, frame: pd.DataFrame) -> int:
     """Upsert months by date: loading the same file twice changes nothing."""
-    records = frame.to_dict("records")
+    records = records_of(frame)
     dialect_insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(engine.dialect.name)
     with engine.begin() as conn:
         if dialect_insert is None:  # other databases: replace month by month
             conn.execute(delete(socio_eco).where(socio_eco.c.date.in_(frame["date"].tolist())))
             conn.execute(insert(socio_eco), records)
         else:
-            stmt = dialect_insert(socio_eco)
+            stmt: Any = dialect_insert(socio_eco)  # PostgreSQL's or SQLite's Insert, alike here
             stmt = stmt.on_conflict_do_update(
                 index_elements=[socio_eco.c.date],
                 set_={name: stmt.excluded[name] for name in INDICATORS},
@@ -190,7 +197,7 @@ def load_customers(engine: Engine, frame: pd.DataFrame) -> int:
     """Replace the whole table: contacts have no natural key, so a reload must not duplicate."""
     with engine.begin() as conn:
         conn.execute(delete(customers))
-        conn.execute(insert(customers), frame.to_dict("records"))
+        conn.execute(insert(customers), records_of(frame))
     return len(frame)
 
 

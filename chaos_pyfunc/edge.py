@@ -87,10 +87,9 @@ class EdgeProtocol(H11Protocol):
             return
         super().data_received(data)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering:
             self._real.close()
-        return None
 
     def linger(self) -> None:
         """Close once the client has finished sending (EOF), or after the bounds."""

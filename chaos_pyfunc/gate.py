@@ -131,6 +131,8 @@ class Gate:
             found = self.client.get_model_version(registry.REGISTERED_MODEL, version)
         except mlflow.exceptions.MlflowException as exc:
             raise GateError(f"{registry.REGISTERED_MODEL} has no version {version}") from exc
+        if found.run_id is None:
+            raise GateError(f"version {version} of {registry.REGISTERED_MODEL} has no training run")
         run = self.client.get_run(found.run_id)
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(mlflow.artifacts.download_artifacts(registry.version_uri(version), dst_path=scratch))
@@ -190,7 +192,7 @@ class Gate:
             sample = self.data.features.sample(n=min(BEHAVIOUR_ROWS, len(self.data.features)), random_state=0)
             verdict.failed += [f"behaviour: {problem}"
                                for problem in behaviour.failures(score_rows(candidate.pipeline), sample)]
-        if theirs is None:
+        if theirs is None or incumbent is None:
             floor = self.settings.gate_min_roc_auc
             verdict.failed += [f"roc_auc: {name} {mine[name]:.4f} is below the floor {floor:.3f} "
                                "(gate_min_roc_auc)" for name in mine if name.endswith("roc_auc")
@@ -221,7 +223,7 @@ def promote(client: mlflow.MlflowClient, data: TrainingData, settings: Settings,
     candidate = gate.fetch(version)
     current = registry.holder(client, alias)
     same = current is None or str(current.version) == version
-    incumbent = None if same else gate.fetch(str(current.version))
+    incumbent = None if current is None or same else gate.fetch(str(current.version))
     verdict = gate.judge(candidate, incumbent, alias)
     if alias == "production" and "staging" not in registry.aliases_of(client, version):
         staging = registry.holder(client, "staging")

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -26,6 +25,7 @@ from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
     TEMPORARILY_UNAVAILABLE,
 )
+from mlflow.pyfunc import PythonModel, PythonModelContext  # by name: mypy sees mlflow.pyfunc as a lazy loader
 
 from chaos_pyfunc import package_version, schema
 from chaos_pyfunc.compiled import FOREST_ARTIFACT, CompiledPipeline, compile_pipeline, threads_for
@@ -65,7 +65,7 @@ class Scorer:
         self.listeners: list[Callable[[pd.DataFrame, np.ndarray], None]] = []
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
-        appetence = self._fast(rows) if self.compiled is not None else None
+        appetence = self._fast(rows)
         if appetence is None:
             appetence = self._reference(rows)
         for listener in self.listeners:
@@ -73,6 +73,8 @@ class Scorer:
         return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
 
     def _fast(self, rows: pd.DataFrame) -> np.ndarray | None:
+        if self.compiled is None:
+            return None
         batch = schema.fast_batch(rows)
         if batch is None or len(batch) == 0:
             return None
@@ -88,10 +90,10 @@ class Scorer:
         return self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
 
 
-class AppetenceModel(mlflow.pyfunc.PythonModel):
+class AppetenceModel(PythonModel):
     """Probability that a customer subscribes a term deposit if called."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         # Settings come from the serving machine's environment, never from training time.
         pipeline_path = Path(context.artifacts[PIPELINE_ARTIFACT])
         # Before anything else: a model this package cannot run is refused, naming both versions.
@@ -118,7 +120,7 @@ class AppetenceModel(mlflow.pyfunc.PythonModel):
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext,
+        context: PythonModelContext,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:

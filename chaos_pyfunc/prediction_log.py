@@ -24,7 +24,7 @@ from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from chaos_pyfunc import schema
-from chaos_pyfunc.db import init_schema, predictions
+from chaos_pyfunc.db import init_schema, predictions, records_of
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class PredictionLog:
     def flush(self) -> bool:
         """Write everything queued now; False if the database refused (the rows stay queued)."""
         while (batch := self._take()) is not None:
-            records = batch.assign(model_version=self.model_version).to_dict("records")
+            records = records_of(batch.assign(model_version=self.model_version))
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(predictions), records)

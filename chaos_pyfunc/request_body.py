@@ -40,6 +40,7 @@ def _split_rows(split: object) -> int:
         raise Refusal(400, "dataframe_split.data: expected a list of rows")
     if problem := _columns_problem(columns, "dataframe_split.columns"):
         raise Refusal(400, problem)
+    assert isinstance(columns, list)  # what _columns_problem found  # noqa: S101
     index = split.get("index")
     if index is not None and (not isinstance(index, list) or len(index) != len(data)):
         raise Refusal(400, "dataframe_split.index: expected a list of one label per row, or no index")

@@ -39,7 +39,7 @@ def retrain(alias: str, settings: Settings, backtest_months: int = 6) -> Retrain
     current = registry.holder(client, alias)
     data = dataset.load(None, settings)  # the customers table and socio_eco, as they are now
     hyper = Hyperparameters()
-    if current is not None:
+    if current is not None and current.run_id is not None:
         run = client.get_run(current.run_id)
         hyper = Hyperparameters.from_params(run.data.params)
         changed = fingerprint.changes(fingerprint.from_tags(run.data.tags), data.fingerprints)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 DATE = "date"
 LABEL = "subscription"
@@ -75,7 +75,7 @@ class InvalidInput(ValueError):
 
 def signature() -> ModelSignature:
     """The MLflow signature: only what a caller sends in, one double out."""
-    inputs = [ColSpec("string", DATE)]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", DATE)]  # Schema takes either
     # Integers are long: pandas' int64 columns (pd.read_csv) go through as they are. The scoring
     # server casts a JSON column to long and would truncate 35.5 to 35: the gateway refuses a
     # number that is not whole before that (request_body.diagnose), naming the field.
@@ -89,7 +89,7 @@ def as_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(dict.fromkeys([c for c in INTEGERS if c in frame.columns], "int64"))
 
 
-def list_rows(mask: np.ndarray | pd.Series, label: Callable[[int], str] = str) -> str:
+def list_rows(mask: np.ndarray | pd.Series | list[bool], label: Callable[[int], str] = str) -> str:
     """The first offending row positions, each as ``label`` gives it, then "and N more"."""
     positions = np.flatnonzero(np.asarray(mask))
     shown = ", ".join(label(p) for p in positions[:MAX_ROWS_IN_MESSAGE])
@@ -97,7 +97,7 @@ def list_rows(mask: np.ndarray | pd.Series, label: Callable[[int], str] = str) -
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def at_rows(mask: np.ndarray | pd.Series) -> str:
+def at_rows(mask: np.ndarray | pd.Series | list[bool]) -> str:
     """Where a rule fails, as every message of the input contract says it: "row 2", "rows 0, 5"."""
     return ("row " if np.count_nonzero(np.asarray(mask)) == 1 else "rows ") + list_rows(mask)
 

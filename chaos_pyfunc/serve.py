@@ -144,11 +144,12 @@ def serve(model_uri: str, host: str, port: int) -> None:
             raise
         log.info("serving %s", served.describe())
         app = create_app(served, settings)
-        tls = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file} \
-            if settings.tls_cert_file else {}
+        tls = bool(settings.tls_cert_file)
         log.info("serving %s on %s://%s:%d", served.describe(), "https" if tls else "http", host, port)
         uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+                    # uvicorn types it an int; it waits any number of seconds
+                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
                     http=edge.protocol_class(settings.header_timeout_seconds),
-                    limit_concurrency=settings.max_connections, **tls)
+                    limit_concurrency=settings.max_connections,
+                    ssl_certfile=settings.tls_cert_file or None, ssl_keyfile=settings.tls_key_file or None)
 

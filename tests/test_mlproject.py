@@ -11,7 +11,7 @@ from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators
 
 from chaos_pyfunc.registry import EXPERIMENT, REGISTERED_MODEL
 
-pytestmark = pytest.mark.data  # trains on the labelled customers
+pytestmark = [pytest.mark.data, pytest.mark.training]  # trains on the labelled customers
 
 VENV_BIN = Path(sys.executable).parent
 

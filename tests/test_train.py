@@ -10,7 +10,7 @@ from chaos_pyfunc.pipeline import Hyperparameters
 from chaos_pyfunc.registry import REGISTERED_MODEL, REGISTERED_MODEL_META
 from chaos_pyfunc.train import TrainOptions, train
 
-pytestmark = pytest.mark.data  # trains on the labelled customers
+pytestmark = [pytest.mark.data, pytest.mark.training]  # trains on the labelled customers
 
 # Fewer boosting rounds than the served model: the job's logic, not its figures, is tested here
 # (test_model.py judges the committed model).
