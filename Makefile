@@ -9,20 +9,27 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
+.PHONY: help runtime venv tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.lock requirements-drift.lock requirements-dev.lock requirements-spark.lock pyproject.toml
+# Two layers in one .venv: what serving needs (the runtime lock, what the image installs), which
+# `make serve` installs alone; then the test, Spark and drift tools, for every other target.
+$(VENV)/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
-	$(BIN)/pip install --quiet --no-deps -r requirements-drift.lock
+	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv with the locked dependencies and the chaos package
+$(VENV)/.installed: $(VENV)/.runtime requirements-drift.lock requirements-dev.lock requirements-spark.lock
+	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-drift.lock
+	touch $@
+
+runtime: $(VENV)/.runtime
+venv: $(VENV)/.installed ## create .venv with the locked dependencies and the chaos package (make serve: the runtime lock only)
 
 # The offline infrastructure checkers live apart from the service's venv: checkov pins its own
 # versions of packages MLflow also needs.
@@ -48,7 +55,7 @@ tools: $(TOOLS)/.installed $(SECRETS_VENV)/.installed ## install the infrastruct
 secrets-scan: $(SECRETS_VENV)/.installed ## detect-secrets (every plugin, no baseline) over every file git tracks or would add; fails on any finding
 	git ls-files -z --cached --others --exclude-standard | xargs -0 $(SECRETS_VENV)/bin/detect-secrets-hook
 
-serve: venv ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite default, or CHAOS_DATABASE_URL)
+serve: runtime ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite default, or CHAOS_DATABASE_URL)
 	$(BIN)/chaos db init
 	$(BIN)/chaos serve --model model --host $(HOST) --port $(PORT)
 
