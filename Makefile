@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help runtime venv tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
+.PHONY: help runtime venv docs tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -96,17 +96,24 @@ db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 soak: venv ## 10 min of steady load on the real server (PostgreSQL), then a 60 s database outage under load; figures in bench/
 	$(BIN)/python -m bench.soak --seconds 600 --rate 50 --out bench/soak.json
 	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
+	$(BIN)/python -m bench.render
 
 outage: venv ## stop a private PostgreSQL for 60 s under steady load on two servers (stale and strict); figures in bench/outage.json
 	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
+	$(BIN)/python -m bench.render
+
+docs: runtime ## render the figures in docs/ from the JSON the benchmarks wrote (bench/*.json)
+	$(BIN)/python -m bench.render
 
 bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant floor side by side, load them with wrk (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
+	$(BIN)/python -m bench.render
 
 profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/breakdown.json
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.breakdown
+	$(BIN)/python -m bench.render
 
 BEFORE ?= 7f55d74
 bench-ab: venv ## what a change costs: chaos serve at BEFORE (default 7f55d74, before observability) against the working tree, alternated under wrk

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import ADMIN_URL, DATA, WRK_SCRIPT, Server, body, wrk
-from bench.database import fresh_database
-from bench.server import REPO, VENV_BIN, launch
 from chaos_pyfunc import schema
+from tests.support.database import fresh_database
+from tests.support.server import REPO, VENV_BIN, launch
 
 SIZES = (1, 1000)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import ADMIN_URL, DATA, WRK_SCRIPT, body
-from bench.database import fresh_database
-from bench.server import VENV_BIN, chaos_server
 from chaos_pyfunc import schema
+from tests.support.database import fresh_database
+from tests.support.server import VENV_BIN, chaos_server
 
 RATE = 250  # samples per second
 # (part, a marker of its frames), by priority: a sample is charged to the first part whose marker

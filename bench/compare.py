@@ -35,14 +35,13 @@ import pandas as pd
 import requests
 from mlflow.models import Model, infer_signature
 
-from bench.database import admin, fresh_database
-from bench.server import VENV_BIN, chaos_command, launch
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.socio_eco import IndicatorSource, enrich
+from tests.support.database import admin, fresh_database
+from tests.support.server import REPO, VENV_BIN, chaos_command, launch
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CHAOS_DATA_DIR", REPO.parent / "shared" / "data"))
 ADMIN_URL = os.environ.get("CHAOS_BENCH_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
 BENCH_DATABASE = "chaos_bench"

@@ -62,7 +62,7 @@ def main() -> None:
         print(json.dumps(measure(args.measure)))
         return
     from bench.compare import ADMIN_URL, DATA
-    from bench.database import fresh_database
+    from tests.support.database import fresh_database
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env["CHAOS_DATABASE_URL"] = fresh_database(ADMIN_URL, "chaos_predict_ab", DATA / "socio_eco.csv")

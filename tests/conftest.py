@@ -17,54 +17,43 @@ import psycopg2
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from support.database import SEED_CSV, admin, create_database, drop_database
+from support.server import REPO
 
-import chaos_pyfunc.db
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import SEED_INDICATORS, load_csv, make_engine
+from chaos_pyfunc.db import load_csv, make_engine
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CHAOS_DATA_DIR", REPO.parent / "shared" / "data"))
 CUSTOMERS_CSV = DATA / "customers.csv"
 SHARED_SOCIO_ECO_CSV = DATA / "socio_eco.csv"
 # The indicator tests load the copy the package embeds (the embedded default's seed): it is the
 # shared socio_eco.csv byte for byte (test_db checks), and it is there wherever the package is,
 # inside the image too, where CI runs the tests that need no customer data.
-SOCIO_ECO_CSV = Path(chaos_pyfunc.db.__file__).with_name(SEED_INDICATORS)
+SOCIO_ECO_CSV = SEED_CSV
 # A superuser URL on the real server; each test database is created and dropped through it.
 PG_ADMIN_URL = os.environ.get("CHAOS_TEST_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
 
 
-def _admin_connection() -> psycopg2.extensions.connection:
-    url = make_url(PG_ADMIN_URL)
+def _reachable() -> None:
+    """Fail, saying how to start it, when the real server is not there."""
     try:
-        conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                password=url.password, dbname=url.database, connect_timeout=3)
+        admin(PG_ADMIN_URL).close()
     except psycopg2.OperationalError as exc:
         pytest.fail(
-            f"PostgreSQL is unreachable at {url.render_as_string(hide_password=True)}: {exc}. "
-            "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            f"PostgreSQL is unreachable at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)}: "
+            f"{exc}. Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             pytrace=False,
         )
-    conn.autocommit = True
-    return conn
 
 
 def create_pg_database() -> str:
     """A new empty database on the real server; returns its SQLAlchemy URL."""
-    name = f"chaos_test_{uuid.uuid4().hex[:12]}"
-    conn = _admin_connection()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    _reachable()
+    return create_database(PG_ADMIN_URL, f"chaos_test_{uuid.uuid4().hex[:12]}")
 
 
 def drop_pg_database(url: str) -> None:
-    name = make_url(url).database
-    conn = _admin_connection()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    drop_database(PG_ADMIN_URL, url)
 
 
 @contextmanager

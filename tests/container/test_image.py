@@ -27,12 +27,12 @@ import yaml
 from conftest import REPO, request_rows
 from sqlalchemy.engine import make_url
 from support.drain import HANGING_READS_ENV, IN_HAND_AFTER_SECONDS, classify
+from support.load import CONNECTION, BusyClients
 from support.raw_http import announce_body
+from support.server import free_port
 from support.tcp_proxy import TcpProxy
 from support.tls import self_signed
 
-from bench.load import CONNECTION, BusyClients
-from bench.server import free_port
 from chaos_pyfunc.auth import create
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.schema import as_signature_types

@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 import requests
 from conftest import throwaway_pg_database
+from support.http import post
+from support.server import MODEL_DIR, VENV_BIN, ServerDidNotStart, chaos_command, launch
 from support.tcp_proxy import TcpProxy
 
-from bench.server import MODEL_DIR, VENV_BIN, ServerDidNotStart, chaos_command, launch
 from chaos_pyfunc.config import ENV_VARS
 
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -97,9 +98,8 @@ def invoke(base_url: str, frame: pd.DataFrame, form: str = "dataframe_split",
            timeout: float = REQUEST_TIMEOUT_SECONDS) -> requests.Response:
     """POST ``frame`` to /invocations in ``form`` (a JSON form, or "csv")."""
     if form == "csv":
-        return requests.post(f"{base_url}/invocations", data=frame.to_csv(index=False).encode(),
-                             headers={"Content-Type": "text/csv"}, timeout=timeout)
-    return requests.post(f"{base_url}/invocations", json=json_body(frame, form), timeout=timeout)
+        return post(base_url, frame.to_csv(index=False).encode(), "text/csv", timeout=timeout)
+    return post(base_url, json_body(frame, form), timeout=timeout)
 
 
 def predictions(response: requests.Response) -> list[float]:

@@ -12,6 +12,7 @@ import pytest
 import requests
 import yaml
 from conftest import request_rows
+from support import http
 
 from chaos_pyfunc.auth import create, revoke
 
@@ -34,9 +35,8 @@ def keyed(indicators_pg_url: str,
 
 
 def post(url: str, rows: pd.DataFrame, key: str | None) -> requests.Response:
-    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
-    return requests.post(f"{url}/invocations", json=json_body(rows, "dataframe_split"), headers=headers,
-                         timeout=30)
+    return http.post(url, json_body(rows, "dataframe_split"),
+                     headers={} if key is None else {"Authorization": f"Bearer {key}"})
 
 
 def test_no_key_or_a_wrong_key_is_a_401_and_the_right_key_scores(keyed, customers: pd.DataFrame) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import create_engine, text
-
-from bench.load import median
-from bench.server import REPO, Served, chaos_server
+from support.load import median
+from support.server import REPO, Served, chaos_server
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import requests
 from conftest import request_rows
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from support.server import free_port
 
-from bench.server import free_port
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import INDICATORS
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import requests
 from conftest import request_rows
+from support import http
 
 from .conftest import error_message, frame_to_json, invoke, predictions
 
@@ -23,13 +23,7 @@ def rows(customers: pd.DataFrame) -> pd.DataFrame:
     return request_rows(customers, 5, seed=3)
 
 
-def post(base_url: str, data: bytes, content_type: str = "application/json") -> requests.Response:
-    return requests.post(f"{base_url}/invocations", data=data, headers={"Content-Type": content_type},
-                         timeout=30)
-
-
-def post_json(base_url: str, body: Any) -> requests.Response:
-    return requests.post(f"{base_url}/invocations", json=body, timeout=30)
+post = post_json = http.post  # bytes as they are, anything else as JSON
 
 
 def records_with(rows: pd.DataFrame, **values: Any) -> dict[str, Any]:

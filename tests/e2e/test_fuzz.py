@@ -38,6 +38,7 @@ from conftest import request_rows
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from support import http
 from support.raw_http import announce_body
 
 from chaos_pyfunc import schema
@@ -404,10 +405,8 @@ def random_requests(draw: st.DrawFn) -> Request:
 
 
 def post(server: Server, request: Request) -> requests.Response:
-    headers = {} if request.content_type is None else {"Content-Type": request.content_type}
     try:
-        return server.session.post(f"{server.url}/invocations", data=request.body, headers=headers,
-                                   timeout=30)
+        return http.post(server.url, request.body, request.content_type, session=server.session)
     except requests.RequestException as exc:
         pytest.fail(f"no answer ({type(exc).__name__}) to a {len(request.body)}-byte {request.form} body "
                     f"under Content-Type {request.content_type!r}")

@@ -25,9 +25,9 @@ import yaml
 from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows, throwaway_pg_database
 from sqlalchemy import text
 from support.registry import CLIENT_ENV, mlflow_registry
+from support.server import MODEL_DIR, REPO, VENV_BIN, free_port
 from support.tcp_proxy import TcpProxy
 
-from bench.server import MODEL_DIR, REPO, VENV_BIN, free_port
 from chaos_pyfunc import package_version
 from chaos_pyfunc.db import load_csv
 from chaos_pyfunc.registry import REGISTERED_MODEL

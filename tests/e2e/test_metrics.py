@@ -10,8 +10,7 @@ import pytest
 import requests
 from conftest import request_rows
 from prometheus_client.parser import text_string_to_metric_families
-
-from bench.server import free_port
+from support.server import free_port
 
 from .conftest import json_body, predictions, running_server
 

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped for 10 s under steady load, then started again (bench/outage.py): no
+"""PostgreSQL stopped for 10 s under steady load, then started again (tests/support/outage.py): no
 request is left without an answer, the stale-serving server answers 200 throughout, the strict
 one answers 503s that do not wait for the database, and both heal by themselves.
 
@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.outage import run
 
-from bench.outage import run
 from chaos_pyfunc.config import Settings
 
 pytestmark = pytest.mark.e2e
 
 DOWN_SECONDS = 10.0
-# The servers read again every CHAOS_CACHE_TTL_SECONDS (1 s, bench/outage.py) and retry a
+# The servers read again every CHAOS_CACHE_TTL_SECONDS (1 s, tests/support/outage.py) and retry a
 # failed read after 1 s: they heal about 2 s after the database is back. 3 times that:
 RECOVERY_BOUND_SECONDS = 3 * 2.0
 # A request waits at most indicators_wait_seconds (1 s) for the database. 3 times that:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 from sqlalchemy.engine import make_url
+from support import http
 from support.raw_http import announce_body
 
 from .conftest import MODEL_DIR, TcpProxy, error_message, running_server
@@ -43,9 +44,7 @@ def server(pg_proxy: TcpProxy, indicators_pg_url: str,
 
 
 def post(base_url: str, body: object | bytes, **headers: str) -> requests.Response:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.post(f"{base_url}/invocations", data=data, timeout=60,
-                         headers={"Content-Type": "application/json", **headers})
+    return http.post(base_url, body, headers=headers, timeout=60)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import make_url
 from support.drain import HANGING_READS_ENV, IN_HAND_AFTER_SECONDS, REQUEST_SECONDS, classify
+from support.load import CONNECTION, BusyClients
+from support.server import MODEL_DIR, Served, chaos_server
 from support.tcp_proxy import TcpProxy
 
-from bench.load import CONNECTION, BusyClients
-from bench.server import MODEL_DIR, Served, chaos_server
 from chaos_pyfunc.config import Settings
 
 pytestmark = pytest.mark.e2e

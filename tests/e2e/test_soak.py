@@ -1,13 +1,12 @@
-"""A short soak (bench/soak.py; `make soak` runs 10 minutes): a steady load, every request
+"""A short soak (tests/support/soak.py; `make soak` runs 10 minutes): a steady load, every request
 answered 200. The pace, latency and memory figures are printed, not asserted: the benchmark is
 where they are judged, since a loaded machine sends and answers more slowly."""
 
 from __future__ import annotations
 
 import pytest
-
-from bench.load import format_summary
-from bench.soak import run
+from support.load import format_summary
+from support.soak import run
 
 pytestmark = pytest.mark.e2e
 

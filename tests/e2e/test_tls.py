@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import request_rows
+from support.server import VENV_BIN, ServerDidNotStart, launch
 from support.tls import self_signed
-
-from bench.server import VENV_BIN, ServerDidNotStart, launch
 
 from .conftest import STARTUP_TIMEOUT_SECONDS, json_body, predictions, serve_command, server_env
 

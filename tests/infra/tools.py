@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from support.server import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PYTHON_TOOLS = REPO / ".tools" / "venv" / "bin"
 # Never looked up by tool(): .tools/venv has a `detect-secrets` too, checkov's fork.
 SECRETS_TOOLS = REPO / ".tools" / "secrets-venv" / "bin"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.load import Attempt
+from .load import Attempt
 
 # Every request lasts this long (the wait for the hanging read), then is answered 200.
 REQUEST_SECONDS = 4.0

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.server import VENV_BIN, Served, launch
+from .server import VENV_BIN, Served, launch
 
 STARTUP_SECONDS = 120.0
 # The clients the tests start give up at once on a registry that is away, instead of MLflow's

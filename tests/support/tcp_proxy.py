@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from bench.server import free_port
+from .server import free_port
 
 
 class TcpProxy:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "model"
 VENV_BIN = Path(sys.executable).parent
 

@@ -1,0 +1,119 @@
+"""`make docs`: the figures of docs/ rendered from the JSON the benchmarks write, so they cannot
+drift from the runs. Each block sits between ``<!-- rendered: NAME -->`` and ``<!-- end -->`` in a
+document; the text around the blocks is written by hand. ``--check`` changes nothing and exits 1
+when a block is not what the JSON gives (a test runs it).
+
+Usage: python -m bench.render [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+DOCS = BENCH.parent / "docs"
+
+
+def _load(name: str) -> dict:
+    return json.loads((BENCH / name).read_text())
+
+
+def bench_table() -> str:
+    report = _load("results.json")
+    lines = ["| scenario | side | req/s | rows/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+    for name, result in report["scenarios"].items():
+        for who in ("ours", "anchor", "floor"):
+            r = result[who]
+            lines.append(f"| {name if who == 'ours' else ''} | {who} | {r['requests_per_s']:.1f} | "
+                         f"{r['rows_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+        ratio, floor = result["ratio"], result["floor_ratio"]
+        lines.append(f"| | ours / anchor | {ratio['requests_per_s']:.2f} | {ratio['rows_per_s']:.2f} | "
+                     f"**{ratio['p50_ms']:.2f}** | {ratio['p99_ms']:.2f} |")
+        lines.append(f"| | floor / anchor | {floor['requests_per_s']:.2f} | {floor['rows_per_s']:.2f} | "
+                     f"{floor['p50_ms']:.2f} | {floor['p99_ms']:.2f} |")
+    process, cold, rss = report["in_process"], report["cold_start_s"], report["rss_mb"]
+    memory = ", ".join(f"{who} {sum([r['launcher'], *r['workers']]):.0f} MB" for who, r in rss.items())
+    lines += [
+        "",
+        f"- {report['machine']['cpus']} cores, Python {report['machine']['python']}; "
+        f"{report['rounds']} rounds of {report['seconds_per_run']} s per scenario and server, "
+        "the order rotating every round.",
+        f"- In process, median of 200: our predict {process['1_rows']['our_predict_ms']:.2f} ms for 1 row "
+        f"and {process['1000_rows']['our_predict_ms']:.2f} ms for 1000; the pipeline's own predict_proba on "
+        f"enriched pandas rows {process['1_rows']['raw_predict_proba_ms']:.2f} and "
+        f"{process['1000_rows']['raw_predict_proba_ms']:.2f} ms.",
+        "- Cold start to /ping: " + ", ".join(f"{who} {s:.1f} s" for who, s in cold.items())
+        + f". Memory (all processes): {memory}.",
+        f"- Database statements of ours, cache TTL 60 s: {report['ttl_60']['statements']} for "
+        f"{report['ttl_60']['requests']:,} requests; cache off: "
+        f"{report['ttl_0']['statements_per_request']:.2f} per request.",
+    ]
+    return "\n".join(lines)
+
+
+def breakdown_table() -> str:
+    report = _load("breakdown.json")
+    lines = [f"1000 rows per request, one connection: {report['requests_per_s']:.1f} requests/s, p50 "
+             f"{report['p50_ms']:.1f} ms; sampled at {report['rate_hz']} Hz for {report['seconds']} s.", "",
+             "| part | ms of a thread per request |", "|---|---|"]
+    lines += [f"| {part} | {ms:.2f} |" for part, ms in report["ms_per_request"].items()]
+    lines.append(f"| **all** | **{report['busy_ms_per_request']:.2f}** |")
+    return "\n".join(lines)
+
+
+def outage_table() -> str:
+    report = _load("outage.json")
+    lines = [f"PostgreSQL down {report['up_at_s'] - report['down_at_s']:.0f} s under "
+             f"{report['rate_per_s']:.0f} requests/s on each server:", "",
+             "| server | sent | 2xx | 503 | timeouts, connection errors | recovery after PostgreSQL is back "
+             "|",
+             "|---|---|---|---|---|---|"]
+    for name, label in (("stale", "staleness bound 1 h (the default)"), ("strict", "staleness 0")):
+        r = report[name]
+        lines.append(f"| {label} | {r['sent']:,} | {r['2xx']:,} | {r['statuses'].get('503', 0):,} | "
+                     f"{r['timeouts'] + r['connection_errors']} | {r['recovery_s']:.1f} s |")
+    return "\n".join(lines)
+
+
+def soak_line() -> str:
+    r = _load("soak.json")
+    return (f"{r['seconds'] / 60:.0f} minutes at {r['rate_per_s']:.0f} requests/s: {r['sent']:,} sent, "
+            f"{r['2xx']:,} answered 2xx, {r['sent'] - r['2xx']} otherwise; p50 {r['p50_ms']:.1f} ms, p99 "
+            f"{r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms; the server's memory "
+            f"{r['rss_after_warmup_mb']:.1f} MB after the warm-up, {r['rss_end_mb']:.1f} MB at the end "
+            f"({r['rss_growth_pct']:+.1f}%).")
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
+                                        "outage": outage_table, "soak": soak_line}
+BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
+
+
+def render(text: str) -> str:
+    return BLOCK.sub(lambda m: f"{m.group(1)}{BLOCKS[m.group(2)]()}\n{m.group(4)}", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a document is not up to date")
+    args = parser.parse_args()
+    stale = []
+    for doc in sorted(DOCS.glob("*.md")):
+        text = doc.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(doc.name)
+            if not args.check:
+                doc.write_text(new)
+    if args.check and stale:
+        sys.exit(f"not rendered from bench/*.json: {', '.join(stale)}; run make docs")
+    print(f"{'stale' if args.check and stale else 'rendered'}: {', '.join(stale) or 'nothing to change'}")
+
+
+if __name__ == "__main__":
+    main()
