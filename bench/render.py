@@ -1,7 +1,8 @@
 """`make docs`: the figures of docs/ rendered from the JSON the benchmarks write, so they cannot
-drift from the runs. Each block sits between ``<!-- rendered: NAME -->`` and ``<!-- end -->`` in a
-document; the text around the blocks is written by hand. ``--check`` changes nothing and exits 1
-when a block is not what the JSON gives (a test runs it).
+drift from the runs, and the settings' table from chaos_pyfunc/config.py. Each block sits between
+``<!-- rendered: NAME -->`` and ``<!-- end -->`` in a document; the text around the blocks is
+written by hand. ``--check`` changes nothing and exits 1 when a block is not what its source
+gives (a test runs it).
 
 Usage: python -m bench.render [--check]
 """
@@ -14,6 +15,8 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from chaos_pyfunc.config import settings_table
 
 BENCH = Path(__file__).resolve().parent
 DOCS = BENCH.parent / "docs"
@@ -90,7 +93,8 @@ def soak_line() -> str:
 
 
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
-                                        "outage": outage_table, "soak": soak_line}
+                                        "outage": outage_table, "soak": soak_line,
+                                        "settings": settings_table}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
 
 

@@ -8,53 +8,18 @@ service runs with no PostgreSQL at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 
 # The embedded default lives under the working directory: `make serve` runs from the repo root.
 EMBEDDED_DATABASE_PATH = Path("var") / "chaos.db"
 EMBEDDED_DATABASE_URL = f"sqlite:///{EMBEDDED_DATABASE_PATH}"
 
-# Environment variable for each setting that may be overridden one by one.
-ENV_VARS = {
-    "database_url": "CHAOS_DATABASE_URL",
-    "cache_ttl_seconds": "CHAOS_CACHE_TTL_SECONDS",
-    "max_indicator_age_months": "CHAOS_MAX_INDICATOR_AGE_MONTHS",
-    "connect_timeout_seconds": "CHAOS_CONNECT_TIMEOUT_SECONDS",
-    "statement_timeout_ms": "CHAOS_STATEMENT_TIMEOUT_MS",
-    "pool_size": "CHAOS_POOL_SIZE",
-    "pool_recycle_seconds": "CHAOS_POOL_RECYCLE_SECONDS",
-    "indicators_wait_seconds": "CHAOS_INDICATORS_WAIT_SECONDS",
-    "indicators_max_staleness_seconds": "CHAOS_INDICATORS_MAX_STALENESS_SECONDS",
-    "max_body_bytes": "CHAOS_MAX_BODY_BYTES",
-    "max_rows": "CHAOS_MAX_ROWS",
-    "max_in_flight": "CHAOS_MAX_IN_FLIGHT",
-    "request_timeout_seconds": "CHAOS_REQUEST_TIMEOUT_SECONDS",
-    "shutdown_timeout_seconds": "CHAOS_SHUTDOWN_TIMEOUT_SECONDS",
-    "model_uri": "CHAOS_MODEL_URI",
-    "gate_max_auc_drop": "CHAOS_GATE_MAX_AUC_DROP",
-    "gate_min_roc_auc": "CHAOS_GATE_MIN_ROC_AUC",
-    "api_keys_file": "CHAOS_API_KEYS_FILE",  # pragma: allowlist secret (a variable name)
-    "tls_cert_file": "CHAOS_TLS_CERT_FILE",
-    "tls_key_file": "CHAOS_TLS_KEY_FILE",
-    "header_timeout_seconds": "CHAOS_HEADER_TIMEOUT_SECONDS",
-    "max_connections": "CHAOS_MAX_CONNECTIONS",
-    "metrics_port": "CHAOS_METRICS_PORT",
-    "sentry_dsn": "CHAOS_SENTRY_DSN",
-    "environment": "CHAOS_ENVIRONMENT",
-    "prediction_log": "CHAOS_PREDICTION_LOG",
-    "prediction_log_url": "CHAOS_PREDICTION_LOG_URL",
-    "prediction_log_queue_rows": "CHAOS_PREDICTION_LOG_QUEUE_ROWS",
-    "prediction_log_retention_days": "CHAOS_PREDICTION_LOG_RETENTION_DAYS",
-    "drift_share_threshold": "CHAOS_DRIFT_SHARE_THRESHOLD",
-    "drift_min_rows": "CHAOS_DRIFT_MIN_ROWS",
-    "predict_threads": "CHAOS_PREDICT_THREADS",
-}
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
 
 
@@ -62,111 +27,106 @@ class ConfigError(ValueError):
     """A setting is missing, malformed or out of range."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service and the training job can be configured with."""
+def _setting(default: Any, description: str, **bounds: Any) -> Any:
+    return Field(default, description=description, **bounds)
 
-    database_url: str = EMBEDDED_DATABASE_URL
-    # How long indicators read from socio_eco may be reused; 0 reads the table on every request.
-    cache_ttl_seconds: float = 60.0
-    # A row whose latest indicators are more months older than this is refused.
-    max_indicator_age_months: int = 3
-    connect_timeout_seconds: int = 3
-    statement_timeout_ms: int = 5000
-    # At most 2 * pool_size connections per process; a connection older than this is replaced.
-    pool_size: int = 2
-    pool_recycle_seconds: int = 300
-    # Once the cache has expired, how long a request waits for a read of socio_eco before it
-    # falls back to the last good indicators (or answers 503).
-    indicators_wait_seconds: float = 1.0
-    # While socio_eco cannot be read, indicators read at most this long ago are still served;
-    # 0 answers 503 as soon as the cache has expired.
-    indicators_max_staleness_seconds: float = 3600.0
-    # The HTTP front (gateway.py): bigger bodies or more rows get 413 before any parsing or
-    # scoring; past max_in_flight requests being handled, new ones get 503 at once.
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_rows: int = 10_000
-    max_in_flight: int = 32
-    request_timeout_seconds: float = 10.0
-    # On SIGTERM, requests in flight get this long to finish (below the pod's grace period).
-    shutdown_timeout_seconds: float = 20.0
-    # The model `chaos serve` serves: a directory or an MLflow URI (models:/chaos-appetence/7).
-    # The default is the one baked into the image (model/, relative to the working directory).
-    model_uri: str = "model"
-    # The promotion gate (gate.py): a candidate whose ROC AUC is below the current version's by
-    # more than this is refused; with no current version, its AUCs must reach the floor.
-    gate_max_auc_drop: float = 0.01
-    gate_min_roc_auc: float = 0.65
-    # The API keys file (auth.py: ids and hashes, from `chaos keys create`); empty: no
-    # authentication, the embedded default. Every Kubernetes overlay sets it.
-    api_keys_file: str = ""
-    # TLS in the pod (the certificate from cert-manager, k8s/base/certificate.yaml): both PEM
-    # files, or neither for plain HTTP (the embedded default). With them, plain HTTP is refused.
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    # The connection edge (edge.py): a connection without a complete request head this long is
-    # closed; past max_connections open connections, new requests get 503 (uvicorn's
-    # limit_concurrency). Idle keep-alive connections close after 5 s (uvicorn's default).
-    header_timeout_seconds: float = 10.0
-    max_connections: int = 1000
-    # GET /metrics (Prometheus): on its own port when set (the pods: 9090, not in the Service);
-    # 0 serves it on the main port, behind the API keys if there are any.
-    metrics_port: int = 0
-    # Unexpected errors to Sentry (error_capture.py), stripped of customer data; empty: none sent.
-    sentry_dsn: str = ""
-    environment: str = "local"  # develop, staging or master in the pods: Sentry's environment
-    # The prediction log (prediction_log.py): every row scored, written off the request path in
-    # batches to the predictions table of prediction_log_url (empty: database_url). Past
-    # prediction_log_queue_rows waiting, rows are dropped and counted, never waited for. Rows
-    # older than the retention are purged. Off on the embedded default, on in the overlays.
-    prediction_log: bool = False
-    prediction_log_url: str = ""
-    prediction_log_queue_rows: int = 100_000
-    prediction_log_retention_days: int = 90
-    # `chaos drift` exits 1 when more than this share of the features drifted (drift.py).
-    drift_share_threshold: float = 0.25
-    # ... and refuses to judge a period with fewer rows (300 sampled rows came near the threshold).
-    drift_min_rows: int = 1000
-    # Threads the compiled trees spread a batch over (compiled.py); 0: the CPUs this process may
-    # run on. The pods set 1: their CPU limit is one core.
-    predict_threads: int = 0
 
-    def __post_init__(self) -> None:
+class Settings(BaseModel):
+    """Everything the service and the training job can be configured with: each setting's type,
+    range, default and meaning, in one place (docs/operations.md's table is rendered from it).
+
+    Strict and frozen: built in code, a setting takes its own type only (no "60" for 60); read
+    from the environment or the YAML file (load_settings), text is parsed by the same rules.
+    Unknown settings are refused.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    database_url: str = _setting(
+        EMBEDDED_DATABASE_URL, "the SQLAlchemy URL of the database holding socio_eco (YAML: `database`, "
+        "a URL or its parts); the default is an embedded SQLite file, created and seeded on first use")
+    cache_ttl_seconds: float = _setting(60.0, "how long the socio_eco table read is reused; 0: every request",
+                                        ge=0)
+    max_indicator_age_months: int = _setting(
+        3, "a row whose latest indicators are more months older than its contact is refused", ge=0)
+    connect_timeout_seconds: int = _setting(3, "connecting, and waiting for a pooled connection", ge=1)
+    statement_timeout_ms: int = _setting(5000, "a statement running longer is cancelled (PostgreSQL)", ge=1)
+    pool_size: int = _setting(2, "pooled connections per process, plus as many overflow ones", ge=1)
+    pool_recycle_seconds: int = _setting(300, "older connections are replaced", ge=1)
+    indicators_wait_seconds: float = _setting(
+        1.0, "the longest a request waits for a read of socio_eco before the last good table (or 503)", gt=0)
+    indicators_max_staleness_seconds: float = _setting(
+        3600.0, "while socio_eco cannot be read, indicators read this recently are still used; "
+        "0: 503 at once", ge=0)
+    max_body_bytes: int = _setting(8 * 1024 * 1024, "bigger bodies get 413 before they are read", ge=1024)
+    max_rows: int = _setting(10_000, "more rows per request get 413 before they are parsed", ge=1)
+    max_in_flight: int = _setting(32, "requests handled at once; more get 503 at once", ge=1)
+    request_timeout_seconds: float = _setting(10.0, "a request not answered by then gets 504", gt=0)
+    shutdown_timeout_seconds: float = _setting(
+        20.0, "on SIGTERM, how long requests in flight get to finish (below the pod's grace period)", ge=0)
+    model_uri: str = _setting(
+        "model", "the model `chaos serve` serves: a directory or an MLflow URI (models:/chaos-appetence/7)",
+        min_length=1)
+    gate_max_auc_drop: float = _setting(
+        0.01, "the gate refuses a candidate whose ROC AUC falls by more than this", ge=0, le=1)
+    gate_min_roc_auc: float = _setting(
+        0.65, "with no current version, the candidate's ROC AUCs must reach this", ge=0, le=1)
+    api_keys_file: str = _setting(  # pragma: allowlist secret (a setting's name)
+        "", "the API keys file (ids and hashes, `chaos keys create`); empty: every client is let in")
+    tls_cert_file: str = _setting("", "the PEM certificate; with the key, only HTTPS is served")
+    tls_key_file: str = _setting("", "the PEM private key of tls_cert_file (both, or neither)")
+    header_timeout_seconds: float = _setting(
+        10.0, "a connection without a complete request head by then is closed (408)", gt=0)
+    max_connections: int = _setting(
+        1000, "open connections; past them new requests get 503 (at least max_in_flight)", ge=1)
+    metrics_port: int = _setting(
+        0, "GET /metrics on its own port (the pods: 9090); 0: on the main port, behind the API keys",
+        ge=0, le=65535)
+    sentry_dsn: str = _setting("", "unexpected errors to Sentry, stripped of customer data; empty: none sent")
+    environment: str = _setting("local", "Sentry's environment: develop, staging or master in the pods")
+    prediction_log: bool = _setting(
+        False, "every row scored to the predictions table, off the request path (on in the overlays)")
+    prediction_log_url: str = _setting("", "the prediction log's database; empty: database_url")
+    prediction_log_queue_rows: int = _setting(
+        100_000, "rows waiting to be written; past them rows are dropped and counted, never waited for", ge=1)
+    prediction_log_retention_days: int = _setting(90, "older logged rows are purged", ge=1)
+    drift_share_threshold: float = _setting(
+        0.25, "`chaos drift` exits 1 when more than this share of the features drifted", ge=0, le=1)
+    drift_min_rows: int = _setting(
+        1000, "`chaos drift` refuses to judge a period with fewer rows scored", ge=1)
+    predict_threads: int = _setting(
+        0, "threads the compiled trees spread a batch over; 0: the CPUs this process may run on", ge=0, le=64)
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_url(cls, value: str) -> str:
         try:
-            make_url(self.database_url)
-        except Exception as exc:  # SQLAlchemy raises ArgumentError; never echo the URL itself
-            raise ConfigError("database_url is not a valid SQLAlchemy URL") from exc
-        checks = {
-            "cache_ttl_seconds": self.cache_ttl_seconds >= 0,
-            "max_indicator_age_months": self.max_indicator_age_months >= 0,
-            "connect_timeout_seconds": self.connect_timeout_seconds >= 1,
-            "statement_timeout_ms": self.statement_timeout_ms >= 1,
-            "pool_size": self.pool_size >= 1,
-            "pool_recycle_seconds": self.pool_recycle_seconds >= 1,
-            "indicators_wait_seconds": self.indicators_wait_seconds > 0,
-            "indicators_max_staleness_seconds": self.indicators_max_staleness_seconds >= 0,
-            "max_body_bytes": self.max_body_bytes >= 1024,
-            "max_rows": self.max_rows >= 1,
-            "max_in_flight": self.max_in_flight >= 1,
-            "request_timeout_seconds": self.request_timeout_seconds > 0,
-            "shutdown_timeout_seconds": self.shutdown_timeout_seconds >= 0,
-            "model_uri": bool(self.model_uri.strip()),
-            "gate_max_auc_drop": 0 <= self.gate_max_auc_drop <= 1,
-            "gate_min_roc_auc": 0 <= self.gate_min_roc_auc <= 1,
-            "header_timeout_seconds": self.header_timeout_seconds > 0,
-            "max_connections": self.max_connections >= self.max_in_flight,
-            "metrics_port": 0 <= self.metrics_port <= 65535,
-            "prediction_log_queue_rows": self.prediction_log_queue_rows >= 1,
-            "prediction_log_retention_days": self.prediction_log_retention_days >= 1,
-            "drift_share_threshold": 0 <= self.drift_share_threshold <= 1,
-            "drift_min_rows": self.drift_min_rows >= 1,
-            "predict_threads": 0 <= self.predict_threads <= 64,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"{name} is out of range: {getattr(self, name)!r}")
+            make_url(value)
+        except Exception:  # SQLAlchemy raises ArgumentError; never echo the URL itself
+            raise ValueError("database_url is not a valid SQLAlchemy URL") from None
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> Settings:
+        if self.max_connections < self.max_in_flight:
+            raise ValueError(f"max_connections is out of range: {self.max_connections!r} "
+                             f"(at least max_in_flight, {self.max_in_flight})")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ConfigError("tls_cert_file and tls_key_file go together: set both, or neither")
+            raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
+        return self
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any], from_text: bool = False) -> Settings:
+        """Settings from ``values``, or ConfigError naming the first problem; ``from_text`` (the
+        environment, a YAML file): numbers and booleans are parsed from text."""
+        try:
+            return cls.model_validate(dict(values), strict=not from_text)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    def replaced(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, validated like any other."""
+        return self.checked({**self.model_dump(), **changes})
 
     @property
     def prediction_log_database_url(self) -> str:
@@ -183,6 +143,52 @@ class Settings:
     def safe_url(self) -> str:
         """The database URL with its password masked, fit for logs and messages."""
         return self.url.render_as_string(hide_password=True)
+
+
+# Environment variable for each setting: CHAOS_ and its name in capitals.
+ENV_VARS = {name: f"CHAOS_{name.upper()}" for name in Settings.model_fields}
+TYPE_ERRORS = ("_parsing", "_type")
+
+
+def _explain(error: ValidationError) -> str:
+    """The first problem, naming the setting and never quoting a URL or a secret."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    if first["type"] == "value_error":  # our validators' own messages
+        return str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {name}"
+    if first["type"].endswith(TYPE_ERRORS):
+        field = Settings.model_fields.get(name)
+        kind = getattr(field.annotation, "__name__", "?") if field else "?"
+        return f"{name} must be of type {kind}"
+    return f"{name} is out of range ({first['msg']})"
+
+
+def _range(field: Any) -> str:
+    """The bounds of a setting, as its Field declares them: ">= 0", "> 0", "0..1"."""
+    bound = {name: getattr(m, name) for m in field.metadata
+             for name in ("ge", "gt", "le", "min_length") if hasattr(m, name)}
+    if "le" in bound:
+        return f"{bound.get('ge', '')}..{bound['le']}"
+    if "ge" in bound:
+        return f">= {bound['ge']}"
+    if "gt" in bound:
+        return f"> {bound['gt']}"
+    return "not empty" if "min_length" in bound else "any"
+
+
+def settings_table() -> str:
+    """docs/operations.md's table of the settings (bench/render.py writes it there)."""
+    lines = ["| variable | YAML key | type | range | default | meaning |", "|---|---|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = f"`{default}`" if default not in ("", None) else "empty"
+        kind = getattr(field.annotation, "__name__", str(field.annotation))
+        key = "`database`" if name == "database_url" else f"`{name}`"
+        lines.append(f"| `{ENV_VARS[name]}` | {key} | {kind} | {_range(field)} | {shown} "
+                     f"| {field.description} |")
+    return "\n".join(lines)
 
 
 def _database_url_from_yaml(database: Any) -> str:
@@ -216,21 +222,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     values = dict(content)
     if "database" in values:
         values["database_url"] = _database_url_from_yaml(values.pop("database"))
-    unknown = set(values) - {f.name for f in fields(Settings)}
+    unknown = set(values) - set(Settings.model_fields)
     if unknown:
         raise ConfigError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
     return values
-
-
-def _boolean(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -242,12 +237,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, var in ENV_VARS.items():
         if var in env and env[var] != "":
             values[name] = env[var]
-    types = {f.name: str(f.type) for f in fields(Settings)}  # annotations are text here
-    converters: dict[str, Callable[[Any], Any]] = {"str": str, "int": int, "float": float, "bool": _boolean}
-    typed: dict[str, Any] = {}
-    for name, raw in values.items():
-        try:
-            typed[name] = converters[types[name]](raw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{name} must be of type {types[name]}") from exc
-    return Settings(**typed)
+    return Settings.checked(values, from_text=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -230,7 +229,7 @@ def seed_embedded(settings: Settings) -> bool:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    engine = make_engine(replace(settings, database_url=f"sqlite:///{scratch}"))
+    engine = make_engine(settings.replaced(database_url=f"sqlite:///{scratch}"))
     try:
         count = load_csv(engine, "socio_eco", Path(__file__).with_name(SEED_INDICATORS))
     finally:

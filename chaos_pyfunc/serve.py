@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -111,7 +111,7 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
         scorer.listeners.append(lambda rows, scores: metrics.scores.observe(scores))
         metrics.indicators.source = scorer.source
         if settings.prediction_log:
-            target = replace(settings, database_url=settings.prediction_log_database_url)
+            target = settings.replaced(database_url=settings.prediction_log_database_url)
             recorder = PredictionLog(make_engine(target), served.version, settings.prediction_log_queue_rows,
                                      settings.prediction_log_retention_days)
             scorer.listeners.append(recorder.record)

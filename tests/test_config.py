@@ -1,7 +1,8 @@
-from dataclasses import fields
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from chaos_pyfunc.config import EMBEDDED_DATABASE_URL, ConfigError, Settings, load_settings
 
@@ -75,8 +76,40 @@ def test_out_of_range_settings_are_refused(env: dict[str, str], message: str) ->
 
 
 def test_settings_are_immutable() -> None:
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         Settings().pool_size = 10  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max_rows": "10"}, "max_rows must be of type int"),      # strict in code: no text for a number
+    ({"prediction_log": 1}, "prediction_log must be of type bool"),
+    ({"max_row": 10}, "unknown setting max_row"),
+    ({"max_connections": 8}, "max_connections is out of range: 8 (at least max_in_flight, 32)"),
+    ({"tls_cert_file": "cert.pem"}, "tls_cert_file and tls_key_file go together"),
+])
+def test_settings_built_in_code_are_strict(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.checked(values)
+    with pytest.raises(ValidationError):
+        Settings(**values)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("off", False), ("no", False)])
+def test_booleans_are_parsed_from_the_environment(raw: str, expected: bool) -> None:
+    assert load_settings({"CHAOS_PREDICTION_LOG": raw}).prediction_log is expected
+
+
+def test_a_bad_boolean_or_a_fraction_for_an_integer_is_refused() -> None:
+    with pytest.raises(ConfigError, match="prediction_log must be of type bool"):
+        load_settings({"CHAOS_PREDICTION_LOG": "maybe"})
+    with pytest.raises(ConfigError, match="max_rows must be of type int"):
+        load_settings({"CHAOS_MAX_ROWS": "35.5"})
+
+
+def test_replaced_settings_are_validated_again() -> None:
+    assert Settings().replaced(max_rows=5).max_rows == 5
+    with pytest.raises(ConfigError, match="max_rows is out of range"):
+        Settings().replaced(max_rows=0)
 
 
 def test_the_template_sets_every_setting_to_its_default() -> None:
@@ -85,7 +118,7 @@ def test_the_template_sets_every_setting_to_its_default() -> None:
     loaded = load_settings({"CHAOS_CONFIG": str(template)})
     keys = {line.split(":")[0] for line in template.read_text().splitlines()
             if line and line[0].isalpha()}
-    assert keys == {f.name for f in fields(Settings)} - {"database_url"} | {"database"}
+    assert keys == set(Settings.model_fields) - {"database_url"} | {"database"}
     defaults = Settings()
     for name in keys - {"database"}:
         assert getattr(loaded, name) == getattr(defaults, name), name
