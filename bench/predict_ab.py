@@ -14,22 +14,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _median_ms(call: Callable[[], object], repeat: int) -> float:
-    for _ in range(5):
-        call()
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings) * 1e3
 
 
 def measure(model_dir: str) -> dict[str, float]:
@@ -37,7 +24,7 @@ def measure(model_dir: str) -> dict[str, float]:
     import mlflow.pyfunc
     import pandas as pd
 
-    from bench.compare import DATA, body
+    from bench.compare import DATA, body, median_ms
     from chaos_pyfunc import request_body, schema
 
     scorer = mlflow.pyfunc.load_model(model_dir).unwrap_python_model().scorer
@@ -46,9 +33,9 @@ def measure(model_dir: str) -> dict[str, float]:
     figures = {}
     for size in (1, 1000):
         rows = schema.as_signature_types(sample.iloc[:size])
-        figures[f"predict_{size}_ms"] = _median_ms(lambda rows=rows: scorer.score(rows), 300)
+        figures[f"predict_{size}_ms"] = median_ms(lambda rows=rows: scorer.score(rows), 300)
     encoded = body(sample).encode()
-    figures["parse_1000_ms"] = _median_ms(lambda: request_body.parse_json_body(encoded), 300)
+    figures["parse_1000_ms"] = median_ms(lambda: request_body.parse_json_body(encoded), 300)
     return figures
 
 
