@@ -89,7 +89,9 @@ def soak_line() -> str:
             f"{r['2xx']:,} answered 2xx, {r['sent'] - r['2xx']} otherwise; p50 {r['p50_ms']:.1f} ms, p99 "
             f"{r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms; the server's memory "
             f"{r['rss_after_warmup_mb']:.1f} MB after the warm-up, {r['rss_end_mb']:.1f} MB at the end "
-            f"({r['rss_growth_pct']:+.1f}%).")
+            f"({r['rss_growth_pct']:+.1f}%)." + (
+                f" The prediction log (on, as in the pods): {r['logged_rows']:,} rows for "
+                f"{r['scored_rows']:,} scored, {r['dropped_rows']:,} dropped." if "logged_rows" in r else ""))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
