@@ -1,9 +1,12 @@
 """The prediction log: every row scored, with its request id, time, model version, the features
 sent and the appetence, in the ``predictions`` table. The drift report reads it.
 
-It never slows or fails a request. ``record`` only appends to a bounded queue in memory (past
-``prediction_log_queue_rows`` waiting, the rows are dropped and counted, never waited for); a
-writer thread inserts what is queued in batches, once a second. A batch that cannot be written
+It never slows or fails a request. ``record`` only appends the request's frame, as it is, to a
+bounded queue in memory (past ``prediction_log_queue_rows`` waiting, the rows are dropped and
+counted, never waited for): tens of microseconds. A writer thread turns what is queued into one
+frame per batch, once a second, and writes it with PostgreSQL's COPY (an INSERT of many rows on
+other databases): SQLAlchemy's many-row INSERT took 40 ms of the interpreter for 150 rows, which
+the requests waited out (soak p99 482 ms against 23 ms without the log). A batch that cannot be written
 (the database away) goes back to the front of the queue while there is room, and is tried again.
 Once an hour, rows older than the retention are purged. ``close`` (at SIGTERM, after uvicorn has
 finished the requests in flight) writes what is still queued.
@@ -12,14 +15,17 @@ finished the requests in flight) writes what is still queued.
 from __future__ import annotations
 
 import contextvars
+import io
 import logging
 import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import psycopg2
 from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,6 +40,16 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 FLUSH_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
 BATCH_ROWS = 5000
+COLUMNS = ("request_id", "scored_at", "model_version", *schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)
+
+
+class Scored(NamedTuple):
+    """One request's rows (the input columns' values, in schema order), waiting in the queue."""
+
+    values: np.ndarray
+    appetence: np.ndarray
+    request_id: str
+    scored_at: datetime
 
 
 class PredictionLog:
@@ -45,7 +61,7 @@ class PredictionLog:
         self.retention = timedelta(days=retention_days)
         self.dropped = 0  # rows dropped because the queue was full (chaos_prediction_log_dropped_rows)
         self.written = 0  # rows written (chaos_prediction_log_written_rows)
-        self._pending: deque[pd.DataFrame] = deque()
+        self._pending: deque[Scored] = deque()
         self._pending_rows = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -56,62 +72,80 @@ class PredictionLog:
         self._thread.start()
 
     def record(self, rows: pd.DataFrame, appetence: np.ndarray) -> None:
-        """Queue one request's rows; never blocks on the database."""
-        if len(appetence) == 0:
+        """Queue one request's rows; never blocks on the database. The values are taken as one
+        array (tens of microseconds): the writer then stacks them without pandas per request."""
+        n = len(appetence)
+        if n == 0:
             return
-        if self._pending_rows + len(appetence) > self.queue_rows:  # a glance; the lock decides
-            with self._lock:
-                self.dropped += len(appetence)
-            return
-        frame = rows.loc[:, list(schema.INPUT_COLUMNS)].reset_index(drop=True)  # built outside the lock
-        frame[schema.DATE] = frame[schema.DATE].astype(str).str[:10]
-        frame[schema.OUTPUT_COLUMN] = appetence
-        frame["request_id"] = REQUEST_ID.get()
-        frame["scored_at"] = datetime.now(UTC)
+        in_order = tuple(rows.columns) == tuple(schema.INPUT_COLUMNS)
+        ordered = rows if in_order else rows.loc[:, list(schema.INPUT_COLUMNS)]
+        entry = Scored(ordered.to_numpy(dtype=object), appetence, REQUEST_ID.get(), datetime.now(UTC))
         with self._lock:
-            if self._pending_rows + len(frame) > self.queue_rows:
-                self.dropped += len(frame)
+            if self._pending_rows + n > self.queue_rows:
+                self.dropped += n
                 return
-            self._pending.append(frame)
-            self._pending_rows += len(frame)
+            self._pending.append(entry)
+            self._pending_rows += n
 
     @property
     def queued(self) -> int:
         return self._pending_rows
 
-    def _take(self) -> pd.DataFrame | None:
+    def _take(self) -> list[Scored]:
         with self._lock:
-            if not self._pending:
-                return None
-            batch, taken = [], 0
-            while self._pending and taken < BATCH_ROWS:
-                frame = self._pending.popleft()
-                batch.append(frame)
-                taken += len(frame)
-            self._pending_rows -= taken
-        return pd.concat(batch, ignore_index=True)
+            taken: list[Scored] = []
+            rows = 0
+            while self._pending and rows < BATCH_ROWS:
+                taken.append(self._pending.popleft())
+                rows += len(taken[-1].appetence)
+            self._pending_rows -= rows
+        return taken
 
-    def _give_back(self, batch: pd.DataFrame) -> None:
+    def _give_back(self, taken: list[Scored]) -> None:
+        rows = sum(len(entry.appetence) for entry in taken)
         with self._lock:
-            if self._pending_rows + len(batch) <= self.queue_rows:
-                self._pending.appendleft(batch)
-                self._pending_rows += len(batch)
+            if self._pending_rows + rows <= self.queue_rows:
+                self._pending.extendleft(reversed(taken))
+                self._pending_rows += rows
             else:
-                self.dropped += len(batch)
+                self.dropped += rows
+
+    def _frame(self, taken: list[Scored]) -> pd.DataFrame:
+        """The batch as the table's columns: one frame, built in the writer thread."""
+        lengths = [len(entry.appetence) for entry in taken]
+        stacked = np.vstack([entry.values for entry in taken])
+        frame = pd.DataFrame(stacked, columns=list(schema.INPUT_COLUMNS)).infer_objects()
+        frame[schema.DATE] = frame[schema.DATE].astype(str).str[:10]
+        frame[schema.OUTPUT_COLUMN] = np.concatenate([entry.appetence for entry in taken])
+        frame["request_id"] = np.repeat([entry.request_id for entry in taken], lengths)
+        frame["scored_at"] = np.repeat(np.array([entry.scored_at for entry in taken], dtype=object), lengths)
+        frame["model_version"] = self.model_version
+        return frame.loc[:, list(COLUMNS)]
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # COPY: parsed by the server, not by Python
+                text = io.StringIO()
+                frame.to_csv(text, index=False, header=False)
+                text.seek(0)
+                columns = ", ".join(f'"{c}"' for c in COLUMNS)
+                with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                    cursor.copy_expert(f"COPY predictions ({columns}) FROM STDIN WITH (FORMAT csv)", text)
+            else:
+                conn.execute(insert(predictions), records_of(frame))
 
     def flush(self) -> bool:
         """Write everything queued now; False if the database refused (the rows stay queued)."""
-        while (batch := self._take()) is not None:
-            records = records_of(batch.assign(model_version=self.model_version))
+        while taken := self._take():
+            frame = self._frame(taken)
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(predictions), records)
-            except SQLAlchemyError as exc:
+                self._write(frame)
+            except (SQLAlchemyError, psycopg2.Error) as exc:  # COPY runs on the driver's own cursor
                 log.warning("writing the prediction log failed: %s; %d rows kept to retry",
-                            type(exc).__name__, len(batch))
-                self._give_back(batch)
+                            type(exc).__name__, len(frame))
+                self._give_back(taken)
                 return False
-            self.written += len(batch)
+            self.written += len(frame)
         return True
 
     def purge(self) -> int:
