@@ -162,7 +162,11 @@ def _explain(error: ValidationError) -> str:
         field = Settings.model_fields.get(name)
         kind = getattr(field.annotation, "__name__", "?") if field else "?"
         return f"{name} must be of type {kind}"
-    return f"{name} is out of range ({first['msg']})"
+    field = Settings.model_fields.get(name)
+    if field is None or field.annotation not in (int, float):
+        return f"{name} is out of range"
+    given = error.errors(include_url=False)[0].get("input")  # a number's own text: safe to show
+    return f"{name} is out of range: {given} (must be {_range(field)})"
 
 
 def _range(field: Any) -> str:

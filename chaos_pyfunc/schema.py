@@ -146,7 +146,10 @@ def columns_problem(columns: list[str]) -> str | None:
 
 
 def _parse_dates(raw: pd.Series) -> tuple[pd.Series, str | None]:
-    as_text = raw.astype("string")
+    # Plain str first: MLflow hands "inputs" records over as NumPy strings, which pandas 2.3's
+    # strptime refuses with an error instead of a missing date. None and NaN become text that
+    # is not a date, and are refused as such.
+    as_text = pd.Series([str(v) for v in raw], index=raw.index, dtype="string")
     well_formed = as_text.str.fullmatch(DATE_PATTERN).fillna(False).astype(bool)
     dates = pd.to_datetime(as_text.where(well_formed), format="%Y-%m-%d", errors="coerce")
     bad = dates.isna()

@@ -106,3 +106,17 @@ def test_as_signature_types_makes_integers_int64() -> None:
     typed = schema.as_signature_types(pd.DataFrame([good_row()]).astype({"age": "float64"}))
     assert typed["age"].dtype == "int64"
     assert typed["job_type"].iloc[0] == "admin."
+
+
+def test_dates_given_as_numpy_strings_are_read_and_a_null_one_is_named() -> None:
+    """MLflow hands the "inputs" form over as NumPy strings; pandas 2.3's strptime refused them
+    with a TypeError (a 500) instead of reading them."""
+    import numpy as np
+
+    from chaos_pyfunc.schema import _parse_dates
+
+    given = np.array([np.str_("2009-01-28"), np.str_("2010-11-02")], dtype=object)
+    dates, problem = _parse_dates(pd.Series(given))
+    assert problem is None and dates.dt.strftime("%Y-%m-%d").tolist() == ["2009-01-28", "2010-11-02"]
+    _, problem = _parse_dates(pd.Series(np.array([np.str_("2009-01-28"), None], dtype=object)))
+    assert problem == "date: expected a date YYYY-MM-DD at row 1"

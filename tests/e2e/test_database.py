@@ -273,7 +273,7 @@ def test_an_invalid_setting_stops_the_server_naming_it(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False, start_new_session=True)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-3000:]
-    assert "cache_ttl_seconds is out of range: -1.0" in output
+    assert "cache_ttl_seconds is out of range: -1 (must be >= 0)" in output
     assert "s3cret-pw" not in output
 
 

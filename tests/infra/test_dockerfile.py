@@ -56,5 +56,5 @@ def test_dockerignore_keeps_out_state_secrets_and_everything_unlisted() -> None:
     ignore = (REPO / ".dockerignore").read_text().split("\n")
     assert {"*", "config.yml", "**/config.yml", "**/*key*.json", "var/"} <= set(ignore)
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"requirements.lock", "requirements-registry.lock", "pyproject.toml", "chaos_pyfunc",
-                       "model"}
+    assert allowed == {"requirements.lock", "requirements-registry.lock", "requirements-drift.lock",
+                       "pyproject.toml", "chaos_pyfunc", "model"}
