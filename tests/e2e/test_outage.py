@@ -3,7 +3,8 @@ request is left without an answer, the stale-serving server answers 200 througho
 one answers 503s that do not wait for the database, and both heal by themselves.
 
 The outage lasts until each server has answered SEEN_DURING_OUTAGE requests due during it (an
-event observed, not a pace): what each of them got is asserted."""
+event observed, not a pace; support.outage.run raises if it never comes): what the answers were
+is asserted, not how many came."""
 
 from __future__ import annotations
 
@@ -47,14 +48,13 @@ def test_every_request_is_answered_within_the_timeout(outage: dict[str, Any], mo
 def test_the_last_good_indicators_are_served_while_the_database_is_down(outage: dict[str, Any]) -> None:
     report = outage["stale"]
     assert report["2xx"] == report["sent"], report
-    assert report["while_down"]["sent"] >= SEEN_DURING_OUTAGE, report
+    assert report["while_down"]["2xx"] == report["while_down"]["sent"], report
 
 
 def test_without_staleness_the_outage_is_a_quick_503_then_heals(outage: dict[str, Any]) -> None:
     report = outage["strict"]
     assert set(report["statuses"]) <= {200, 503}, report
     down = report["while_down"]
-    assert down["sent"] >= SEEN_DURING_OUTAGE, down
     assert down["5xx"] >= 0.8 * down["sent"], down  # the cache expires every second
     assert down["max_ms"] < UNAVAILABLE_BOUND_MS, "a 503 must not wait for the database"
     assert report["recovery_s"] is not None and report["recovery_s"] <= RECOVERY_BOUND_SECONDS, report
