@@ -69,7 +69,8 @@ customers = Table(
 predictions = Table(
     "predictions",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    # SQLite numbers rows by itself only for an INTEGER PRIMARY KEY.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False, index=True),
     Column("scored_at", DateTime(timezone=True), nullable=False, index=True),
     Column("model_version", String(32)),
@@ -100,22 +101,8 @@ def make_engine(settings: Settings, read_only: bool = False) -> Engine:
     """
     url = settings.url
     connect_args: dict[str, object] = {}
-    options = f"-c statement_timeout={settings.statement_timeout_ms}"
-    if read_only:
-        options += " -c default_transaction_read_only=on"
     if url.get_backend_name() == "postgresql":
-        connect_args = {
-            "connect_timeout": settings.connect_timeout_seconds,
-            "options": options,
-            "application_name": "chaos",
-            # A database that vanishes mid-query (network cut, failover) errors out instead of
-            # holding the request: unacknowledged data and silent peers are given up on.
-            "tcp_user_timeout": settings.statement_timeout_ms + 1000 * settings.connect_timeout_seconds,
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-        }
+        connect_args = pg_connect_args(settings, read_only)
     elif url.get_backend_name() == "sqlite":
         connect_args = {"timeout": settings.connect_timeout_seconds}
     return create_engine(
@@ -128,6 +115,25 @@ def make_engine(settings: Settings, read_only: bool = False) -> Engine:
         connect_args=connect_args,
         isolation_level="AUTOCOMMIT" if read_only else None,
     )
+
+
+def pg_connect_args(settings: Settings, read_only: bool = False) -> dict[str, object]:
+    """libpq's connection parameters beyond the URL: every PostgreSQL connection of ours."""
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    return {
+        "connect_timeout": settings.connect_timeout_seconds,
+        "options": options,
+        "application_name": "chaos",
+        # A database that vanishes mid-query (network cut, failover) errors out instead of
+        # holding the request: unacknowledged data and silent peers are given up on.
+        "tcp_user_timeout": settings.statement_timeout_ms + 1000 * settings.connect_timeout_seconds,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
 
 
 def init_schema(engine: Engine) -> None:

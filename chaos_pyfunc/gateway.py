@@ -141,14 +141,18 @@ class Gateway:
             else:
                 await self._answer(sent, scope, await self._run(scope, receive))
         finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.answered(path, status, elapsed, rows, client)
-            # One JSON line per request: what was asked and answered, never a value sent. The
-            # path is logged only when it is ours (a caller's path may hold anything).
-            log.info(json.dumps({
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
-                "method": method, "path": endpoint_of(path), "status": status or None, "rows": rows,
-                "ms": round(elapsed * 1e3, 1), "model_version": self._model_version, "key_id": client}))
+            self._observe(request_id, method, path, status, rows, time.perf_counter() - started, client)
+
+    def _observe(self, request_id: str, method: str, path: str, status: int, rows: int | None,
+                 seconds: float, client: str | None) -> None:
+        """The request counted in the metrics, and its access line: one JSON line, of what was
+        asked and answered, never a value sent. The path is logged only when it is ours (a
+        caller's path may hold anything)."""
+        self.metrics.answered(path, status, seconds, rows, client)
+        log.info(json.dumps({
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
+            "method": method, "path": endpoint_of(path), "status": status or None, "rows": rows,
+            "ms": round(seconds * 1e3, 1), "model_version": self._model_version, "key_id": client}))
 
     def _at_shutdown(self, send: Send) -> Send:
         """The lifespan's send, writing what the prediction log still holds before the shutdown

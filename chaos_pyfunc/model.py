@@ -62,32 +62,32 @@ class Scorer:
         self.compiled = compiled
         # Told every batch scored, rows and appetences: the score histogram (metrics.py), the
         # prediction log (prediction_log.py).
-        self.listeners: list[Callable[[pd.DataFrame, np.ndarray], None]] = []
+        self.listeners: list[Callable[[schema.Batch, np.ndarray], None]] = []
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
-        appetence = self._fast(rows)
-        if appetence is None:
-            appetence = self._reference(rows)
+        fast = schema.fast_batch(rows)
+        appetence = None if fast is None else self._fast(fast)
+        if fast is None or appetence is None:
+            batch, appetence = self._reference(rows)
+        else:
+            batch = fast
         for listener in self.listeners:
-            listener(rows, appetence)
+            listener(batch, appetence)
         return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
 
-    def _fast(self, rows: pd.DataFrame) -> np.ndarray | None:
-        if self.compiled is None:
-            return None
-        batch = schema.fast_batch(rows)
-        if batch is None or len(batch) == 0:
+    def _fast(self, batch: schema.Batch) -> np.ndarray | None:
+        if self.compiled is None or len(batch) == 0:
             return None
         indicators = self.source.table().rows_for(batch.months, self.settings.max_indicator_age_months)
         if indicators is None:
             return None
         return self.compiled.appetence(batch, indicators)
 
-    def _reference(self, rows: pd.DataFrame) -> np.ndarray:
+    def _reference(self, rows: pd.DataFrame) -> tuple[schema.Batch, np.ndarray]:
         enriched = enrich(rows, self.source, self.settings.max_indicator_age_months)
         if enriched.empty:
-            return np.empty(0, dtype=np.float64)
-        return self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
+            return schema.batch_of(enriched), np.empty(0, dtype=np.float64)
+        return schema.batch_of(enriched), self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
 
 
 class AppetenceModel(PythonModel):

@@ -264,3 +264,13 @@ def fast_batch(frame: object) -> Batch | None:
     # year * 12 + month, as socio_eco numbers months (datetime64[M] counts from 1970-01 = 0).
     return Batch(months=month_index + 1970 * 12 + 1,
                  days=(days - months).astype(np.float64) + 1.0, codes=codes, integers=integers)
+
+
+def batch_of(clean: pd.DataFrame) -> Batch:
+    """validate()'s rows (dates parsed) as the Batch fast_batch would make of them: what the
+    prediction log keeps of rows the reference path scored."""
+    dates = clean[DATE].dt
+    return Batch(months=np.asarray(dates.year * 12 + dates.month, dtype=np.int64),
+                 days=np.asarray(dates.day, dtype=np.float64),
+                 codes={c: np.asarray(clean[c].map(_CATEGORY_CODES[c]), dtype=np.intp) for c in CATEGORIES},
+                 integers={c: np.asarray(clean[c], dtype=np.float64) for c in INTEGERS})

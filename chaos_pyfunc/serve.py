@@ -27,7 +27,6 @@ from prometheus_client import start_http_server
 from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
-from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
@@ -108,12 +107,11 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
     scorer = getattr(python_model, "scorer", None)
     recorder = None
     if scorer is not None:  # our pyfunc: its scores and its indicators are watched
-        scorer.listeners.append(lambda rows, scores: metrics.scores.observe(scores))
+        scorer.listeners.append(lambda batch, scores: metrics.scores.observe(scores))
         metrics.indicators.source = scorer.source
         if settings.prediction_log:
             target = settings.replaced(database_url=settings.prediction_log_database_url)
-            recorder = PredictionLog(make_engine(target), served.version, settings.prediction_log_queue_rows,
-                                     settings.prediction_log_retention_days)
+            recorder = PredictionLog(target, served.version)
             scorer.listeners.append(recorder.record)
             metrics.prediction_log.source = recorder
             log.info("prediction log: every row scored, to the predictions table")

@@ -170,3 +170,21 @@ def test_probe_rows_are_valid_and_cover_every_category(pipeline: Pipeline) -> No
     assert indicators.shape == (200, 5)
     for column, values in schema.CATEGORIES.items():
         assert set(rows[column]) == set(values)
+
+
+def test_listeners_are_told_the_same_rows_by_either_path(scorers: tuple[Scorer, Scorer],
+                                                         customers: pd.DataFrame) -> None:
+    """The prediction log and the score histogram see what was scored, whichever path scored it."""
+    rows = schema.as_signature_types(request_rows(customers, 50, seed=4))
+    told: list[tuple[schema.Batch, np.ndarray]] = []
+    for scorer in scorers:
+        scorer.listeners.append(lambda batch, scores: told.append((batch, scores)))
+        try:
+            scorer.score(rows)
+        finally:
+            scorer.listeners.pop()
+    (fast, fast_scores), (reference, reference_scores) = told
+    assert np.max(np.abs(fast_scores - reference_scores)) <= TOLERANCE
+    assert np.array_equal(fast.months, reference.months) and np.array_equal(fast.days, reference.days)
+    assert all(np.array_equal(fast.codes[c], reference.codes[c]) for c in schema.CATEGORIES)
+    assert all(np.array_equal(fast.integers[c], reference.integers[c]) for c in schema.INTEGERS)

@@ -57,10 +57,18 @@ def test_contacts_moved_to_other_months_are_flagged_on_the_indicators(reference,
     assert {"euribor_3m", "employment_variation_rate"} <= drifted(reference, rows)
 
 
+def batch_of(rows: pd.DataFrame) -> schema.Batch:
+    """The rows as the scorer hands them to the prediction log."""
+    batch = schema.fast_batch(schema.as_signature_types(rows))
+    assert batch is not None
+    return batch
+
+
 def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, customers, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     engine = engine_with_indicators(pg_url)
-    recorder = PredictionLog(engine, "1", 100_000, 30, flush_seconds=3600)
+    recorder = PredictionLog(Settings(database_url=pg_url, prediction_log_queue_rows=100_000), "1",
+                             flush_seconds=3600)
     pipeline = drift.served_pipeline(str(MODEL_DIR))
     source = IndicatorSource(engine, ttl_seconds=0)
 
@@ -69,7 +77,7 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
 
     token = REQUEST_ID.set("drift-test")
     rows = request_rows(customers, 2000, seed=4)
-    recorder.record(schema.as_signature_types(rows), scored(rows))
+    recorder.record(batch_of(rows), scored(rows))
     REQUEST_ID.reset(token)
     assert recorder.flush()
     monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
@@ -84,8 +92,8 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
 
     shifted = rows.assign(date="2008-06-15", age=np.minimum(rows["age"] + 15, 130),
                           contact="unknown", result_last_campaign="unknown")
-    recorder.record(schema.as_signature_types(shifted), scored(shifted))
-    recorder.record(schema.as_signature_types(shifted), scored(shifted))
+    recorder.record(batch_of(shifted), scored(shifted))
+    recorder.record(batch_of(shifted), scored(shifted))
     assert recorder.flush()
     assert main(["drift", "--since", "7d", "--output", str(tmp_path / "shifted"),
                  "--reference", str(CUSTOMERS_CSV)]) == 1
@@ -102,12 +110,12 @@ def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Pa
     monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
     assert main(["drift", "--since", "a week", "--output", str(tmp_path)]) == 2
     assert "--since must read like 7d or 24h" in capsys.readouterr().err
-    PredictionLog(engine_with_indicators(pg_url), None, 10, 30, 3600).close()  # the table, empty
+    PredictionLog(Settings(database_url=pg_url), None, flush_seconds=3600).close()  # the table, empty
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds no row scored in the last 7d" in capsys.readouterr().err
-    recorder = PredictionLog(engine_with_indicators(pg_url), "1", 100, 30, flush_seconds=3600)
+    recorder = PredictionLog(Settings(database_url=pg_url), "1", flush_seconds=3600)
     rows = pd.read_csv(CUSTOMERS_CSV, nrows=10)
-    recorder.record(schema.as_signature_types(rows[list(schema.INPUT_COLUMNS)]), np.full(10, 0.5))
+    recorder.record(batch_of(rows[list(schema.INPUT_COLUMNS)]), np.full(10, 0.5))
     assert recorder.flush()
     recorder.close()
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2

@@ -4,13 +4,16 @@ database away keeps the rows to retry; old rows are purged; close writes what is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import request_rows
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.engine import make_url
+from support.tcp_proxy import TcpProxy
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
@@ -20,24 +23,38 @@ from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 pytestmark = pytest.mark.data
 
 
-def count(engine) -> int:
+def count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
 
 
+def stored(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(select(predictions).order_by(predictions.c.id), conn)
+
+
+def log_of(url: str, version: str | None = "7", queue_rows: int = 1000, **settings: object) -> PredictionLog:
+    """A log flushed by hand here (its thread waits an hour)."""
+    return PredictionLog(Settings(database_url=url, prediction_log_queue_rows=queue_rows,
+                                  prediction_log_retention_days=30, **settings),  # type: ignore[arg-type]
+                         version, flush_seconds=3600)
+
+
 @pytest.fixture
-def recorder(pg_url: str):
-    recorder = PredictionLog(make_engine(Settings(database_url=pg_url)), "7", queue_rows=1000,
-                             retention_days=30, flush_seconds=3600)  # flushed by hand here
+def recorder(pg_url: str) -> Iterator[PredictionLog]:
+    recorder = log_of(pg_url)
     yield recorder
     recorder.close()
 
 
-def record(recorder: PredictionLog, rows: pd.DataFrame, request_id: str) -> np.ndarray:
-    scores = np.linspace(0.1, 0.9, len(rows))
+def record(recorder: PredictionLog, rows: pd.DataFrame, request_id: str,
+           scores: np.ndarray | None = None) -> np.ndarray:
+    scores = np.linspace(0.1, 0.9, len(rows)) if scores is None else scores
+    batch = schema.fast_batch(schema.as_signature_types(rows))
+    assert batch is not None
     token = REQUEST_ID.set(request_id)
     try:
-        recorder.record(schema.as_signature_types(rows), scores)
+        recorder.record(batch, scores)
     finally:
         REQUEST_ID.reset(token)
     return scores
@@ -48,20 +65,57 @@ def test_every_row_is_written_with_its_request_and_model(recorder, customers: pd
     scores = record(recorder, first, "req-1")
     record(recorder, second, "req-2")
     assert recorder.flush()
-    with recorder.engine.connect() as conn:
-        stored = pd.read_sql(select(predictions).order_by(predictions.c.id), conn)
-    assert stored["request_id"].tolist() == ["req-1"] * 3 + ["req-2"] * 2
-    assert set(stored["model_version"]) == {"7"}
-    assert stored["appetence"].head(3).tolist() == pytest.approx(scores.tolist())
-    assert stored["age"].head(3).tolist() == first["age"].tolist()
-    assert stored["job_type"].head(3).tolist() == first["job_type"].tolist()
-    assert stored["date"].head(3).tolist() == first["date"].tolist()
+    table = stored(recorder.engine)
+    assert table["request_id"].tolist() == ["req-1"] * 3 + ["req-2"] * 2
+    assert set(table["model_version"]) == {"7"}
+    assert table["appetence"].head(3).tolist() == pytest.approx(scores.tolist())
+    assert table["age"].head(3).tolist() == first["age"].tolist()
+    assert table["job_type"].head(3).tolist() == first["job_type"].tolist()
+    assert table["date"].head(3).tolist() == first["date"].tolist()
     assert recorder.written == 5 and recorder.dropped == 0
 
 
+def test_every_value_of_every_customer_is_stored_as_sent(pg_url: str, customers: pd.DataFrame) -> None:
+    """The binary COPY against the real server: all 38k customers, every column, in order, with
+    the request id and time of their request (1000 rows per request)."""
+    recorder = log_of(pg_url, queue_rows=50_000)
+    rows = customers[list(schema.INPUT_COLUMNS)]
+    scores = np.random.default_rng(5).random(len(rows))
+    before = datetime.now(UTC)
+    for start in range(0, len(rows), 1000):
+        record(recorder, rows.iloc[start:start + 1000], f"r{start // 1000:03d}", scores[start:start + 1000])
+    assert recorder.flush() and recorder.written == len(rows)
+    table = stored(recorder.engine)
+    recorder.close()
+    pd.testing.assert_frame_equal(table[list(schema.INPUT_COLUMNS)], rows.reset_index(drop=True),
+                                  check_dtype=False)
+    assert table["appetence"].to_numpy().tolist() == scores.tolist()  # float8: bit for bit
+    assert table["request_id"].tolist() == [f"r{i // 1000:03d}" for i in range(len(rows))]
+    assert (table["scored_at"] >= before).all() and (table["scored_at"] <= datetime.now(UTC)).all()
+    assert set(table["model_version"]) == {"7"}
+
+
+def test_a_model_without_version_is_logged_as_null(pg_url: str, customers: pd.DataFrame) -> None:
+    recorder = log_of(pg_url, version=None)
+    record(recorder, request_rows(customers, 2, seed=87), "req-n")
+    recorder.close()
+    assert stored(make_engine(Settings(database_url=pg_url)))["model_version"].tolist() == [None, None]
+
+
+def test_other_databases_get_the_same_rows_by_insert(sqlite_url: str, customers: pd.DataFrame) -> None:
+    recorder = log_of(sqlite_url, version="3")
+    rows = request_rows(customers, 4, seed=88)
+    scores = record(recorder, rows, "req-s")
+    assert recorder.flush()
+    table = stored(recorder.engine)
+    recorder.close()
+    pd.testing.assert_frame_equal(table[list(schema.INPUT_COLUMNS)], rows, check_dtype=False)
+    assert table["appetence"].tolist() == pytest.approx(scores.tolist())
+    assert table["request_id"].tolist() == ["req-s"] * 4
+
+
 def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: pd.DataFrame) -> None:
-    recorder = PredictionLog(make_engine(Settings(database_url=pg_url)), None, queue_rows=4,
-                             retention_days=30, flush_seconds=3600)
+    recorder = log_of(pg_url, version=None, queue_rows=4)
     rows = request_rows(customers, 3, seed=83)
     for i in range(3):
         record(recorder, rows, f"req-{i}")
@@ -72,14 +126,36 @@ def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: p
 
 
 def test_a_database_away_keeps_the_rows_for_the_next_try(pg_url: str, customers: pd.DataFrame) -> None:
-    away = Settings(database_url="postgresql+psycopg2://root@127.0.0.1:1/none", connect_timeout_seconds=1)
-    recorder = PredictionLog(make_engine(Settings(database_url=pg_url)), "1", 100, 30, 3600)
-    live, recorder.engine = recorder.engine, make_engine(away)  # the database goes away
-    record(recorder, request_rows(customers, 2, seed=84), "req-a")
-    assert recorder.flush() is False and recorder.queued == 2
-    recorder.engine = live
-    assert recorder.flush() and count(live) == 2
-    recorder.close()
+    """The database cut away by a real proxy, then back: the rows wait in the queue meanwhile."""
+    proxy = TcpProxy(("127.0.0.1", make_url(pg_url).port or 5432))
+    proxy.start()
+    try:
+        recorder = log_of(make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False),
+                          version="1", queue_rows=100, connect_timeout_seconds=1)
+        record(recorder, request_rows(customers, 2, seed=80), "req-0")
+        assert recorder.flush() and recorder.written == 2  # the COPY process is connected
+        proxy.stop()
+        record(recorder, request_rows(customers, 2, seed=84), "req-a")
+        assert recorder.flush() is False and recorder.queued == 2
+        assert recorder.flush() is False and recorder.queued == 2  # tried again, still away
+        proxy.start()
+        assert recorder.flush() and recorder.queued == 0
+        recorder.close()
+    finally:
+        proxy.stop()
+    logged = stored(make_engine(Settings(database_url=pg_url)))["request_id"].tolist()
+    assert logged == ["req-0"] * 2 + ["req-a"] * 2
+
+
+def test_a_copy_process_that_died_is_replaced(recorder, customers: pd.DataFrame) -> None:
+    record(recorder, request_rows(customers, 1, seed=89), "before")
+    assert recorder.flush()
+    assert recorder._copier is not None and recorder._copier._process is not None
+    recorder._copier._process.kill()
+    recorder._copier._process.wait()
+    record(recorder, request_rows(customers, 1, seed=90), "after")
+    assert recorder.flush()  # a new process, the rows written
+    assert stored(recorder.engine)["request_id"].tolist() == ["before", "after"]
 
 
 def test_old_rows_are_purged(recorder, customers: pd.DataFrame) -> None:

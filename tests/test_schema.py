@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -120,3 +121,12 @@ def test_dates_given_as_numpy_strings_are_read_and_a_null_one_is_named() -> None
     assert problem is None and dates.dt.strftime("%Y-%m-%d").tolist() == ["2009-01-28", "2010-11-02"]
     _, problem = _parse_dates(pd.Series(np.array([np.str_("2009-01-28"), None], dtype=object)))
     assert problem == "date: expected a date YYYY-MM-DD at row 1"
+
+
+def test_batch_of_validated_rows_is_what_fast_batch_makes(customers: pd.DataFrame) -> None:
+    rows = customers[list(schema.INPUT_COLUMNS)].sample(2000, random_state=3).reset_index(drop=True)
+    fast, slow = schema.fast_batch(rows), schema.batch_of(schema.validate(rows))
+    assert fast is not None
+    assert np.array_equal(fast.months, slow.months) and np.array_equal(fast.days, slow.days)
+    assert all(np.array_equal(fast.codes[c], slow.codes[c]) for c in schema.CATEGORIES)
+    assert all(np.array_equal(fast.integers[c], slow.integers[c]) for c in schema.INTEGERS)
