@@ -85,7 +85,7 @@ class Settings(BaseModel):
     sentry_dsn: str = _setting("", "unexpected errors to Sentry, stripped of customer data; empty: none sent")
     environment: str = _setting("local", "Sentry's environment: develop, staging or master in the pods")
     prediction_log: bool = _setting(
-        False, "every row scored to the predictions table, off the request path (on in the overlays)")
+        False, "every row scored, to PostgreSQL (predictions), off the request path (on in the overlays)")
     prediction_log_url: str = _setting("", "the prediction log's database; empty: database_url")
     prediction_log_queue_rows: int = _setting(
         100_000, "rows waiting to be written; past them rows are dropped and counted, never waited for", ge=1)

@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
+import numpy as np
 import psycopg2
 
 from chaos_pyfunc import pg_copy
@@ -68,12 +69,12 @@ class CopyProcess:
         pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
         pipe.flush()
 
-    def write(self, columns: list[pg_copy.Column]) -> int:
-        """Write the rows of ``columns`` (pg_copy.field's form); the rows written, or CopyFailed."""
+    def write(self, columns: list[pg_copy.Column], counts: np.ndarray) -> int:
+        """Write the rows of ``columns`` (pg_copy.encode's form); the rows written, or CopyFailed."""
         with self._lock:
             try:
                 process = self._started()
-                self._send(process, columns)
+                self._send(process, (columns, counts))
                 outcome, detail = pickle.load(cast(IO[bytes], process.stdout))  # noqa: S301 - our own child
             except (OSError, EOFError, pickle.UnpicklingError):
                 self._end()
@@ -100,12 +101,12 @@ class CopyProcess:
             self._end()
 
 
-def _copy(connection: Any, statement: str, columns: list[pg_copy.Column]) -> int:
-    stream = pg_copy.encode([pg_copy.field(column) for column in columns])
+def _copy(connection: Any, statement: str, columns: list[pg_copy.Column], counts: np.ndarray) -> int:
+    stream = pg_copy.encode(columns, counts)
     with connection, connection.cursor() as cursor:  # one transaction: all the rows or none
         # One read of the whole stream: psycopg2 sends it in one piece.
         cursor.copy_expert(statement, io.BytesIO(stream), size=len(stream))
-    return len(columns[0][1])
+    return len(counts)
 
 
 def serve(source: IO[bytes], sink: IO[bytes]) -> None:
@@ -114,13 +115,13 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     connection = None
     while True:
         try:
-            columns = pickle.load(source)  # noqa: S301 - from the serving process
+            columns, counts = pickle.load(source)  # noqa: S301 - from the serving process
         except EOFError:
             break
         try:
             if connection is None:
                 connection = psycopg2.connect(target.dsn, **target.connect_args)
-            answer: tuple[str, object] = ("written", _copy(connection, target.statement, columns))
+            answer: tuple[str, object] = ("written", _copy(connection, target.statement, columns, counts))
         except Exception as exc:  # the serving process logs it and keeps the rows to retry
             answer = ("failed", type(exc).__name__)
             if connection is not None:

@@ -12,10 +12,8 @@ from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import (
-    BigInteger,
     Column,
     Date,
-    DateTime,
     Engine,
     Float,
     Integer,
@@ -63,23 +61,6 @@ customers = Table(
     ),
     Column("duration_contact", Integer, nullable=False),
     Column(schema.LABEL, String(3), nullable=False),
-)
-
-# Every row scored (prediction_log.py): who asked, with which model, what it sent, what it got.
-predictions = Table(
-    "predictions",
-    metadata,
-    # SQLite numbers rows by itself only for an INTEGER PRIMARY KEY.
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("request_id", String(64), nullable=False, index=True),
-    Column("scored_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("model_version", String(32)),
-    Column("date", String(10), nullable=False),
-    *(
-        Column(name, BigInteger if name in schema.INTEGERS else String(32), nullable=False)
-        for name in schema.CUSTOMER_COLUMNS
-    ),
-    Column(schema.OUTPUT_COLUMN, Float, nullable=False),
 )
 
 TABLES = {"socio_eco": socio_eco, "customers": customers}

@@ -1,7 +1,7 @@
 """`chaos drift --since 7d --output DIR`: are the customers scored lately still like the ones the
 model learned from?
 
-The period's rows come from the prediction log (the ``predictions`` table); the reference is the
+The period's rows come from the prediction log (the ``prediction_rows`` view); the reference is the
 training data (the ``customers`` table, or ``--reference`` CSV). Both go through the serving
 path's validation and as-of join, so the indicators of each contact's month are compared too, and
 the scores: the logged appetences against the training contacts' appetences by the served pipeline.
@@ -31,7 +31,8 @@ from sqlalchemy import select
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.dataset import read_contacts
-from chaos_pyfunc.db import INDICATORS, make_engine, predictions
+from chaos_pyfunc.db import INDICATORS, make_engine
+from chaos_pyfunc.prediction_table import prediction_rows
 from chaos_pyfunc.socio_eco import IndicatorSource
 
 DRIFT_THRESHOLD = 0.1
@@ -113,10 +114,10 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame,
 def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
     """The rows scored in the period, from the prediction log."""
     engine = make_engine(Settings(database_url=settings.prediction_log_database_url))
-    columns = [predictions.c[c] for c in (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
+    columns = [prediction_rows.c[c] for c in (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
     try:
         with engine.connect() as conn:
-            query = select(*columns).where(predictions.c.scored_at >= datetime.now(UTC) - since)
+            query = select(*columns).where(prediction_rows.c.scored_at >= datetime.now(UTC) - since)
             return pd.read_sql(query, conn)
     finally:
         engine.dispose()

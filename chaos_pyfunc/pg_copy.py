@@ -1,16 +1,15 @@
-"""Columns of NumPy arrays to PostgreSQL's binary COPY format, a whole batch in a few array
-operations: no Python loop per row or per value.
+"""Columns of NumPy arrays to PostgreSQL's binary COPY format, in a few array operations per
+column: no Python work per value, only per row written.
 
-The prediction log writes tens of thousands of rows a second from a thread of the serving
-process. Formatting them as CSV (pandas' to_csv) held the interpreter for about 20 ms per
-thousand rows, which the requests waited out (the 1000-row throughput halved); here a thousand
-rows take tens of microseconds. The format: a header, then per row the number of fields (int16)
-and each field as its length (int32, -1 for NULL) and its bytes, all big-endian; then -1 (int16).
-https://www.postgresql.org/docs/current/sql-copy.html#SQL-COPY-BINARY-FORMAT
+A row written holds scalar fields (one value each) and array fields (``counts[row]`` values
+each): the prediction log writes one row per request, its customers' features as arrays. The
+format: a header, then per row the number of fields (int16) and each field as its length
+(int32, -1 for NULL) and its bytes; an array field's bytes are its header (dimensions, flags,
+element type, length, lower bound) then each element as a field. All big-endian; -1 (int16)
+ends the stream. https://www.postgresql.org/docs/current/sql-copy.html#SQL-COPY-BINARY-FORMAT
 
-Each column becomes a block of bytes per row, padded to the column's widest value, with a mask
-of the bytes that are real: laid side by side, the blocks' real bytes taken in row order are
-the rows, one after the other.
+Each column's values are first laid end to end, each with its length in front; a row's field
+is then a slice of that buffer (after an array's header), so the rows are joined from slices.
 """
 
 from __future__ import annotations
@@ -24,92 +23,102 @@ import numpy as np
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # the signature, no flags, no header extension
 TRAILER = b"\xff\xff"
 NULL = -1
-# PostgreSQL's timestamps count microseconds from 2000-01-01 00:00 UTC.
+# PostgreSQL's timestamps count microseconds, and its dates days, from 2000-01-01 (UTC).
 EPOCH_2000 = 946_684_800
+DAYS_1970_TO_2000 = 10_957
+ELEMENT_TYPES = {"int8": 20, "float8": 701, "date": 1082, "text": 25}  # pg_type oids
 
 
 @dataclass(frozen=True, eq=False)
-class Field:
-    """One column of a batch: each row's bytes on the wire (length prefix included), padded to
-    the widest, and which of them are real (None: all, the column is fixed-width)."""
+class Values:
+    """Values laid end to end, each as a field (its length, then its bytes): value ``i`` is
+    ``data[offsets[i]:offsets[i + 1]]``."""
 
-    data: np.ndarray          # (rows, width) uint8
-    real: np.ndarray | None   # (rows, width) bool
-
-
-def fixed(values: np.ndarray) -> Field:
-    """A fixed-width column, already in its wire form: '>i8' for bigint, '>f8' for double
-    precision, 'S10' for a ten-character text."""
-    width = values.dtype.itemsize
-    data = np.empty((len(values), 4 + width), dtype=np.uint8)
-    data[:, :4] = np.frombuffer(np.array(width, dtype=">i4").tobytes(), dtype=np.uint8)
-    data[:, 4:] = np.ascontiguousarray(values).view(np.uint8).reshape(len(values), width)
-    return Field(data, None)
+    data: np.ndarray     # uint8
+    offsets: np.ndarray  # int64, one more than the values
 
 
-def choices(codes: np.ndarray, texts: Sequence[str | None]) -> Field:
-    """A text column whose values are ``texts[code]`` (None: NULL): categories, a value repeated
-    over a request's rows."""
-    encoded = [None if t is None else t.encode() for t in texts]
+def _be(value: int, dtype: str) -> np.ndarray:
+    return np.frombuffer(np.array(value, dtype=dtype).tobytes(), dtype=np.uint8)
+
+
+def fixed(values: np.ndarray) -> Values:
+    """Fixed-width values already in their wire form: '>i8' for bigint, '>f8' for double
+    precision, '>i4' for integer or date (days since 2000)."""
+    n, width = len(values), values.dtype.itemsize
+    matrix = np.empty((n, 4 + width), dtype=np.uint8)
+    matrix[:, :4] = _be(width, ">i4")
+    matrix[:, 4:] = np.ascontiguousarray(values).view(np.uint8).reshape(n, width)
+    return Values(matrix.reshape(-1), np.arange(n + 1, dtype=np.int64) * (4 + width))
+
+
+def texts(codes: np.ndarray, choices: Sequence[str | None]) -> Values:
+    """Text values ``choices[code]`` (None: NULL): categories, or a request's id over its rows."""
+    encoded = [None if t is None else t.encode() for t in choices]
     width = 4 + max((len(e) for e in encoded if e is not None), default=0)
     table = np.zeros((len(encoded), width), dtype=np.uint8)
-    real = np.zeros((len(encoded), width), dtype=bool)
+    sizes = np.empty(len(encoded), dtype=np.int64)
     for i, value in enumerate(encoded):
-        length = NULL if value is None else len(value)
-        table[i, :4] = np.frombuffer(np.array(length, dtype=">i4").tobytes(), dtype=np.uint8)
-        real[i, :4 + max(length, 0)] = True
-        table[i, 4:4 + max(length, 0)] = np.frombuffer(value or b"", dtype=np.uint8)
-    return Field(table[codes], real[codes])
+        table[i, :4] = _be(NULL if value is None else len(value), ">i4")
+        sizes[i] = 4 + len(value or b"")
+        table[i, 4:sizes[i]] = np.frombuffer(value or b"", dtype=np.uint8)
+    real = np.arange(width) < sizes[:, None]
+    offsets = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(sizes[codes], out=offsets[1:])
+    return Values(table[codes][real[codes]], offsets)
 
 
-def timestamps(unix_seconds: np.ndarray) -> Field:
-    """A timestamptz column from seconds since 1970 (UTC)."""
+def timestamps(unix_seconds: np.ndarray) -> Values:
+    """timestamptz values from seconds since 1970 (UTC)."""
     return fixed(np.round((unix_seconds - EPOCH_2000) * 1e6).astype(">i8"))
 
 
-def iso_dates(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """'YYYY-MM-DD' of each (year, month, day), as 'S10' (years 0..9999)."""
-    dash = np.full_like(year, ord("-") - ord("0"))
-    digits = np.stack([year // 1000 % 10, year // 100 % 10, year // 10 % 10, year % 10, dash,
-                       month // 10, month % 10, dash, day // 10, day % 10], axis=1)
-    return np.ascontiguousarray((digits + ord("0")).astype(np.uint8)).view("S10").reshape(-1)
-
-
-def _dates(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> Field:
-    return fixed(iso_dates(year, month, day))
+def dates(days_since_1970: np.ndarray) -> Values:
+    """date values from days since 1970-01-01."""
+    return fixed((days_since_1970 - DAYS_1970_TO_2000).astype(">i4"))
 
 
 # A column as handed to another process: its kind, then the arguments of its builder.
 Column = tuple[Any, ...]
-KINDS: dict[str, Callable[..., Field]] = {
-    "int8": lambda values: fixed(values.astype(">i8")),        # bigint
-    "float8": lambda values: fixed(values.astype(">f8")),      # double precision
-    "timestamps": timestamps,                                  # timestamptz, from seconds since 1970
-    "dates": _dates,                                           # 'YYYY-MM-DD' text, from year, month, day
-    "texts": choices,                                          # text, from codes and their texts
+KINDS: dict[str, tuple[Callable[..., Values], str | None]] = {  # builder, array element type
+    "text": (texts, None),
+    "int4": (lambda values: fixed(values.astype(">i4")), None),
+    "timestamptz": (timestamps, None),
+    "int8[]": (lambda values: fixed(values.astype(">i8")), "int8"),
+    "float8[]": (lambda values: fixed(values.astype(">f8")), "float8"),
+    "date[]": (dates, "date"),
+    "text[]": (texts, "text"),
 }
 
 
-def field(column: Column) -> Field:
-    kind, *arguments = column
-    return KINDS[kind](*arguments)
-
-
-def encode(fields: Sequence[Field]) -> bytes:
-    """The COPY ... FROM STDIN WITH (FORMAT binary) stream of these columns, rows in order."""
-    rows = len(fields[0].data)
-    count = np.frombuffer(np.array(len(fields), dtype=">i2").tobytes(), dtype=np.uint8)
-    widths = [2, *(f.data.shape[1] for f in fields)]
-    data = np.empty((rows, sum(widths)), dtype=np.uint8)
-    padded = any(field.real is not None for field in fields)
-    real = np.ones(data.shape if padded else (0, 0), dtype=bool)
-    data[:, :2] = count
-    start = 2
-    for field in fields:
-        end = start + field.data.shape[1]
-        data[:, start:end] = field.data
-        if padded and field.real is not None:
-            real[:, start:end] = field.real
-        start = end
-    body = data[real] if padded else data.reshape(-1)
-    return SIGNATURE + body.tobytes() + TRAILER
+def encode(columns: Sequence[Column], counts: np.ndarray) -> bytes:
+    """The COPY ... FROM STDIN WITH (FORMAT binary) stream of ``len(counts)`` rows: a scalar
+    column has a value per row, an array column ``counts[row]`` values for each row (at least
+    one), in row order."""
+    rows = len(counts)
+    bounds = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    per_column: list[list[tuple[memoryview, ...]]] = []  # each row's pieces of bytes
+    for kind, *arguments in columns:
+        build, element = KINDS[kind]
+        values = build(*arguments)
+        view = values.data.data  # a memoryview of the array
+        if element is None:
+            ends = values.offsets
+            per_column.append([(view[ends[i]:ends[i + 1]],) for i in range(rows)])
+            continue
+        starts, ends = values.offsets[bounds[:-1]], values.offsets[bounds[1:]]
+        headers = np.empty((rows, 6), dtype=">i4")  # the field's length, then the array's header:
+        headers[:] = (0, 1, 0, ELEMENT_TYPES[element], 0, 1)  # one dimension, no NULL, lower bound 1
+        headers[:, 0] = 20 + ends - starts
+        headers[:, 4] = counts
+        head = headers.view(np.uint8).reshape(-1).data
+        per_column.append([(head[24 * i:24 * i + 24], view[starts[i]:ends[i]]) for i in range(rows)])
+    count = len(columns).to_bytes(2, "big")
+    pieces: list[bytes | memoryview] = [SIGNATURE]
+    for i in range(rows):
+        pieces.append(count)
+        for column in per_column:
+            pieces.extend(column[i])
+    pieces.append(TRAILER)
+    return b"".join(pieces)

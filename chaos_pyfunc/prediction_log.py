@@ -1,21 +1,21 @@
 """The prediction log: every row scored, with its request id, time, model version, the features
-sent and the appetence, in the ``predictions`` table. The drift report reads it.
+sent and the appetence, in PostgreSQL (prediction_table.py: a row per request, the customers
+as arrays; the ``prediction_rows`` view, a row per customer). The drift report reads it.
 
 It never slows or fails a request. ``record`` only appends the request's rows as the scorer
 already holds them (``schema.Batch``: plain arrays, categories as codes) to a bounded queue in
 memory (past ``prediction_log_queue_rows`` waiting, the rows are dropped and counted, never
 waited for): a few microseconds, no copy. A writer thread takes what is queued once a second,
-joins it into one set of compact arrays (``Rows``: about 70 bytes a row) and hands them to the
-COPY process (copy_worker.py), which encodes them in PostgreSQL's binary COPY format and
-writes them; the serving process' interpreter is not held meanwhile. Other databases get a
-plain INSERT from the thread. A batch that cannot be written (the database away) goes back to
-the front of the queue while there is room, and is tried again. Once an hour, rows older than
-the retention are purged. ``close`` (at SIGTERM, after uvicorn has finished the requests in
-flight) writes what is still queued.
+joins it into a few compact arrays (``Rows``) and hands them to the COPY process
+(copy_worker.py), which encodes them in PostgreSQL's binary COPY format and writes them: the
+serving process' interpreter is not held meanwhile. A batch that cannot be written (the
+database away) goes back to the front of the queue while there is room, and is tried again.
+Once an hour, rows older than the retention are purged. ``close`` (at SIGTERM, after uvicorn
+has finished the requests in flight) writes what is still queued.
 
-What earlier forms cost the requests (make bench, 1000-row requests): SQLAlchemy's many-row
-INSERT, then pandas' CSV in the thread, halved the throughput; the binary COPY encoded in the
-thread still took 12%.
+What earlier forms cost the requests (1000-row requests, this machine): SQLAlchemy's many-row
+INSERT, then pandas' CSV in the thread, halved the throughput; a table row per customer in
+binary COPY, encoded in the thread, still took 12%, and 9% from a process of its own.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 
-from chaos_pyfunc import pg_copy, schema
+from chaos_pyfunc import pg_copy, prediction_table, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.copy_worker import CopyFailed, CopyProcess, Target
-from chaos_pyfunc.db import init_schema, make_engine, pg_connect_args, predictions, records_of
+from chaos_pyfunc.db import make_engine, pg_connect_args
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,6 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 FLUSH_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
 BATCH_ROWS = 50_000
-# The table's columns as the writer sends them (``id`` is the table's own).
-COLUMNS = ("scored_at", schema.DATE, *schema.INTEGERS, schema.OUTPUT_COLUMN, "model_version",
-           "request_id", *schema.CATEGORIES)
 
 
 class Scored(NamedTuple):
@@ -63,26 +59,24 @@ class Scored(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class Rows:
-    """Queued requests as the table's columns: compact arrays over every row, in order."""
+    """Queued requests as the COPY process takes them: per request its id, time and number of
+    rows; per row scored, compact arrays of its values, in order."""
 
     request_ids: list[str]
-    request: np.ndarray     # each row's position in request_ids, int32
-    scored_at: np.ndarray   # seconds since 1970
-    year: np.ndarray        # int16
-    month: np.ndarray       # uint8
-    day: np.ndarray         # uint8
+    scored_at: np.ndarray   # seconds since 1970, per request
+    counts: np.ndarray      # rows per request, int32
+    days: np.ndarray        # each contact's date, days since 1970, int32
     codes: dict[str, np.ndarray]     # uint8
     integers: dict[str, np.ndarray]  # int64
     appetence: np.ndarray
 
     @classmethod
     def of(cls, taken: list[Scored]) -> Rows:
-        request = np.repeat(np.arange(len(taken), dtype=np.int32), [len(entry.appetence) for entry in taken])
-        months = np.concatenate([entry.batch.months for entry in taken]) - 1  # year * 12 + month - 1
-        return cls([entry.request_id for entry in taken], request,
-                   np.array([entry.scored_at for entry in taken])[request],
-                   (months // 12).astype(np.int16), (months % 12 + 1).astype(np.uint8),
-                   np.concatenate([entry.batch.days for entry in taken]).astype(np.uint8),
+        months = np.concatenate([entry.batch.months for entry in taken]) - 1970 * 12 - 1  # since 1970-01
+        first_days = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        days = first_days + np.concatenate([entry.batch.days for entry in taken]).astype(np.int64) - 1
+        return cls([entry.request_id for entry in taken], np.array([entry.scored_at for entry in taken]),
+                   np.array([len(entry.appetence) for entry in taken], dtype=np.int32), days.astype(np.int32),
                    {c: np.concatenate([entry.batch.codes[c] for entry in taken]).astype(np.uint8)
                     for c in schema.CATEGORIES},
                    {c: np.concatenate([entry.batch.integers[c] for entry in taken]).astype(np.int64)
@@ -90,29 +84,24 @@ class Rows:
                    np.concatenate([entry.appetence for entry in taken]).astype(np.float64))
 
     def __len__(self) -> int:
-        return len(self.request)
+        return len(self.appetence)
 
     def columns(self, model_version: str | None) -> list[pg_copy.Column]:
-        """The rows as the COPY process takes them, in COLUMNS' order."""
-        return [
-            ("timestamps", self.scored_at),
-            ("dates", self.year, self.month, self.day),
-            *(("int8", self.integers[c]) for c in schema.INTEGERS),
-            ("float8", self.appetence),
-            ("texts", np.zeros(len(self), dtype=np.uint8), [model_version]),
-            ("texts", self.request, self.request_ids),
-            *(("texts", self.codes[c], list(schema.CATEGORIES[c])) for c in schema.CATEGORIES),
+        """The predictions table's columns (prediction_table.WRITTEN), as pg_copy.encode takes them."""
+        requests = len(self.counts)
+        by_request: list[pg_copy.Column] = [
+            ("text", np.arange(requests), self.request_ids),
+            ("timestamptz", self.scored_at),
+            ("text", np.zeros(requests, dtype=np.uint8), [model_version]),
+            ("int4", self.counts),
         ]
-
-    def frame(self, model_version: str | None) -> pd.DataFrame:
-        """The rows as a frame of the table's columns (databases other than PostgreSQL)."""
-        return pd.DataFrame({
-            "scored_at": pd.to_datetime(self.scored_at, unit="s", utc=True).to_pydatetime(),
-            schema.DATE: pg_copy.iso_dates(self.year, self.month, self.day).astype(str),
-            **self.integers, schema.OUTPUT_COLUMN: self.appetence, "model_version": model_version,
-            "request_id": np.array(self.request_ids, dtype=object)[self.request],
-            **{c: np.array(schema.CATEGORIES[c], dtype=object)[self.codes[c]] for c in schema.CATEGORIES},
-        }, columns=list(COLUMNS))
+        by_row: dict[str, pg_copy.Column] = {
+            schema.DATE: ("date[]", self.days),
+            **{c: ("int8[]", self.integers[c]) for c in schema.INTEGERS},
+            **{c: ("text[]", self.codes[c], list(schema.CATEGORIES[c])) for c in schema.CATEGORIES},
+            schema.OUTPUT_COLUMN: ("float8[]", self.appetence),
+        }
+        return [*by_request, *(by_row[name] for name in prediction_table.ROW_COLUMNS)]
 
 
 class PredictionLog:
@@ -132,13 +121,10 @@ class PredictionLog:
         self._stop = threading.Event()
         self._interval = flush_seconds
         self._last_purge = 0.0
-        init_schema(self.engine)  # the table, if it does not exist yet
-        self._copier: CopyProcess | None = None
-        if self.engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{c}"' for c in COLUMNS)
-            self._copier = CopyProcess(Target(
-                settings.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                pg_connect_args(settings), f"COPY predictions ({names}) FROM STDIN WITH (FORMAT binary)"))
+        prediction_table.create(self.engine)  # if it does not exist yet
+        self._copier = CopyProcess(Target(
+            settings.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            pg_connect_args(settings), prediction_table.COPY))
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -178,20 +164,13 @@ class PredictionLog:
             else:
                 self.dropped += rows
 
-    def _write(self, rows: Rows) -> None:
-        if self._copier is not None:
-            self._copier.write(rows.columns(self.model_version))
-            return
-        with self.engine.begin() as conn:
-            conn.execute(insert(predictions), records_of(rows.frame(self.model_version)))
-
     def flush(self) -> bool:
         """Write everything queued now; False if the database refused (the rows stay queued)."""
         while taken := self._take():
             rows = Rows.of(taken)
             try:
-                self._write(rows)
-            except (SQLAlchemyError, CopyFailed) as exc:
+                self._copier.write(rows.columns(self.model_version), rows.counts)
+            except CopyFailed as exc:
                 log.warning("writing the prediction log failed: %s; %d rows kept to retry", exc, len(rows))
                 self._give_back(taken)
                 return False
@@ -200,8 +179,10 @@ class PredictionLog:
 
     def purge(self) -> int:
         cutoff = datetime.now(UTC) - self.retention
+        table = prediction_table.predictions
         with self.engine.begin() as conn:
-            return conn.execute(delete(predictions).where(predictions.c.scored_at < cutoff)).rowcount
+            removed = conn.execute(delete(table).where(table.c.scored_at < cutoff).returning(table.c.rows))
+            return sum(removed.scalars())
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -222,6 +203,5 @@ class PredictionLog:
         self._thread.join(timeout=10)
         if not self.flush():
             log.error("the prediction log could not write %d queued rows at shutdown", self._pending_rows)
-        if self._copier is not None:
-            self._copier.close()
+        self._copier.close()
         self.engine.dispose()

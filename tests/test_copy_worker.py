@@ -25,7 +25,7 @@ def libpq(url: str) -> str:
 def table(pg_url: str) -> str:
     conn = psycopg2.connect(libpq(pg_url))
     with conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (n bigint, s text)")
+        cur.execute("CREATE TABLE t (n integer, s text)")
     conn.close()
     return pg_url
 
@@ -43,17 +43,18 @@ def copier(url: str, statement: str = "COPY t (n, s) FROM STDIN WITH (FORMAT bin
     return CopyProcess(Target(libpq(url), pg_connect_args(Settings(database_url=url)), statement))
 
 
-def columns(n: int) -> list[tuple]:
-    return [("int8", np.arange(n)), ("texts", np.arange(n) % 2, ["even", "odd"])]
+def columns(n: int) -> tuple[list[tuple], np.ndarray]:
+    """``n`` rows of scalars: pg_copy.encode's columns and counts."""
+    return [("int4", np.arange(n)), ("text", np.arange(n) % 2, ["even", "odd"])], np.ones(n, dtype=np.int32)
 
 
 def test_it_writes_the_rows_and_survives_the_group_s_sigterm(table: str) -> None:
     process = copier(table)
-    assert process.write(columns(3)) == 3
+    assert process.write(*columns(3)) == 3
     assert process._process is not None
     os.kill(process._process.pid, signal.SIGTERM)  # what tini -g sends the whole group
     os.kill(process._process.pid, signal.SIGINT)
-    assert process.write(columns(2)) == 2
+    assert process.write(*columns(2)) == 2
     child = process._process
     process.close()  # the input closes: it exits, cleanly
     assert child.returncode == 0
@@ -63,8 +64,8 @@ def test_it_writes_the_rows_and_survives_the_group_s_sigterm(table: str) -> None
 def test_a_refused_batch_names_the_error_type_only_and_the_next_one_is_written(table: str) -> None:
     process = copier(table, "COPY missing_table (n, s) FROM STDIN WITH (FORMAT binary)")
     with pytest.raises(CopyFailed, match=r"^UndefinedTable$"):
-        process.write(columns(1))
+        process.write(*columns(1))
     process.close()
     process = copier(table)
-    assert process.write(columns(1)) == 1
+    assert process.write(*columns(1)) == 1
     process.close()

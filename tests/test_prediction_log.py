@@ -11,26 +11,31 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import request_rows
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from support.tcp_proxy import TcpProxy
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.db import make_engine, predictions
+from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.prediction_table import LayoutError, prediction_rows, predictions
 
 pytestmark = pytest.mark.data
 
 
 def count(engine: Engine) -> int:
+    """Customers in the log."""
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
+        return conn.execute(select(func.count()).select_from(prediction_rows)).scalar_one()
 
 
 def stored(engine: Engine) -> pd.DataFrame:
+    """The log as the view shows it: a row per customer, in the order written."""
     with engine.connect() as conn:
-        return pd.read_sql(select(predictions).order_by(predictions.c.id), conn)
+        view = prediction_rows.c
+        table = pd.read_sql(select(prediction_rows).order_by(view.id, view.position), conn)
+    return table.assign(date=table["date"].astype(str))  # a date column; the requests send text
 
 
 def log_of(url: str, version: str | None = "7", queue_rows: int = 1000, **settings: object) -> PredictionLog:
@@ -102,16 +107,26 @@ def test_a_model_without_version_is_logged_as_null(pg_url: str, customers: pd.Da
     assert stored(make_engine(Settings(database_url=pg_url)))["model_version"].tolist() == [None, None]
 
 
-def test_other_databases_get_the_same_rows_by_insert(sqlite_url: str, customers: pd.DataFrame) -> None:
-    recorder = log_of(sqlite_url, version="3")
-    rows = request_rows(customers, 4, seed=88)
-    scores = record(recorder, rows, "req-s")
+def test_the_log_needs_postgresql(sqlite_url: str) -> None:
+    with pytest.raises(LayoutError, match="the prediction log needs PostgreSQL"):
+        log_of(sqlite_url)
+
+
+def test_a_table_of_another_layout_is_named_not_written_into(pg_url: str) -> None:
+    with make_engine(Settings(database_url=pg_url)).begin() as conn:
+        conn.execute(text("CREATE TABLE predictions (id bigserial, request_id text, age bigint)"))
+    with pytest.raises(LayoutError, match="another layout than this version writes"):
+        log_of(pg_url)
+
+
+def test_a_request_is_one_table_row_its_customers_arrays(recorder, customers: pd.DataFrame) -> None:
+    rows = request_rows(customers, 3, seed=79)
+    record(recorder, rows, "req-x")
     assert recorder.flush()
-    table = stored(recorder.engine)
-    recorder.close()
-    pd.testing.assert_frame_equal(table[list(schema.INPUT_COLUMNS)], rows, check_dtype=False)
-    assert table["appetence"].tolist() == pytest.approx(scores.tolist())
-    assert table["request_id"].tolist() == ["req-s"] * 4
+    with recorder.engine.connect() as conn:
+        (row,) = conn.execute(select(predictions)).mappings().all()
+    assert (row["request_id"], row["rows"], row["model_version"]) == ("req-x", 3, "7")
+    assert row["age"] == rows["age"].tolist() and row["job_type"] == rows["job_type"].tolist()
 
 
 def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: pd.DataFrame) -> None:
@@ -165,5 +180,5 @@ def test_old_rows_are_purged(recorder, customers: pd.DataFrame) -> None:
     with recorder.engine.begin() as conn:
         conn.execute(update(predictions).where(predictions.c.request_id == "old")
                      .values(scored_at=datetime.now(UTC) - timedelta(days=31)))
-    assert recorder.purge() == 2
+    assert recorder.purge() == 2  # customers, in one request
     assert count(recorder.engine) == 1

@@ -29,7 +29,8 @@ def test_every_row_scored_is_logged_under_its_request_id(tmp_path, customers: pd
         # the server has exited (SIGTERM): whatever was still queued is written by now
         engine = create_engine(url)
         with engine.connect() as conn:
-            counts = conn.execute(text("SELECT request_id, count(*) FROM predictions GROUP BY request_id"))
+            counts = conn.execute(text("SELECT request_id, count(*) FROM prediction_rows "
+                                       "GROUP BY request_id"))
             logged = dict(counts.all())
             versions = set(conn.execute(text("SELECT DISTINCT model_version FROM predictions")).scalars())
         engine.dispose()

@@ -67,7 +67,7 @@ def run(seconds: float, rate: float, warmup: float, workdir: Path, total: int | 
                   if line.startswith("chaos_prediction_log_dropped_rows_total"))
     engine = create_engine(url)
     with engine.connect() as conn:
-        logged = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+        logged = conn.execute(text("SELECT count(*) FROM prediction_rows")).scalar_one()
     engine.dispose()
     after_warmup = next((rss for t, rss in samples if t >= warmup), samples[0][1])
     end = samples[-1][1]
