@@ -94,9 +94,29 @@ def soak_line() -> str:
                 f"{r['scored_rows']:,} scored, {r['dropped_rows']:,} dropped." if "logged_rows" in r else ""))
 
 
+def overhead_table() -> str:
+    cost = _load("results.json")["overhead"]
+    lines = ["| scenario | p50 off → on | p50 | rows/s off → on | rows/s | p99 | the machine's CPU "
+             "per request |", "|---|---|---|---|---|---|---|"]
+    for name in ("1 row, 1 client", "1000 rows, 1 client"):
+        off, on, change = cost[name]["off"], cost[name]["on"], cost[name]["change_pct"]
+        lines.append(f"| {name} | {off['p50_ms']:.2f} → {on['p50_ms']:.2f} ms | **{change['p50_ms']:+.1f}%** "
+                     f"| {off['rows_per_s']:,.0f} → {on['rows_per_s']:,.0f} "
+                     f"| **{change['rows_per_s']:+.1f}%** | {change['p99_ms']:+.1f}% "
+                     f"| {change['machine_cpu_ms_per_request']:+.1f}% |")
+    log, counted = cost["prediction_log"], cost["requests_counted"]
+    lines += ["", f"- {cost['rounds']} rounds of {cost['seconds_per_run']:g} s in each state and scenario; "
+              "the percentages are the medians of the rounds' on/off ratios, the times the medians of "
+              "each state's runs.",
+              f"- Requests counted by the metrics: {counted['on']:,.0f} on, {counted['off']:,.0f} off. "
+              f"The prediction log: {log['written_rows']:,.0f} rows written and {log['dropped_rows']:,.0f} "
+              f"dropped, for {log['rows_scored']:,.0f} scored while on."]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
                                         "outage": outage_table, "soak": soak_line,
-                                        "settings": settings_table}
+                                        "overhead": overhead_table, "settings": settings_table}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
 
 

@@ -1,8 +1,11 @@
 """`chaos drift --since 7d --output DIR`: are the customers scored lately still like the ones the
 model learned from?
 
-The period's rows come from the prediction log (the ``prediction_rows`` view); the reference is the
-training data (the ``customers`` table, or ``--reference`` CSV). Both go through the serving
+The period's rows come from the prediction log (the ``prediction_rows`` view). The reference is
+the training data of the version that scored most of them: the contacts its training run saved
+(``reference/contacts.csv.gz``), reread from the tracking store (MLFLOW_TRACKING_URI), with its
+own pipeline for the scores; without a registry, or for a version whose run saved none, the
+``customers`` table and the local model; ``--reference`` CSV names one. Both go through the serving
 path's validation and as-of join, so the indicators of each contact's month are compared too, and
 the scores: the logged appetences against the training contacts' appetences by the served pipeline.
 Evidently computes each feature's statistic (Wasserstein distance over the reference's standard
@@ -15,25 +18,33 @@ features exceeds ``drift_share_threshold``. Evidently 0.7.23 needs pandas below 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pickle
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
 from evidently.presets import DataDriftPreset
+from mlflow.exceptions import MlflowException
 from sqlalchemy import select
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.dataset import read_contacts
+from chaos_pyfunc.dataset import REFERENCE_ARTIFACT, read_contacts
 from chaos_pyfunc.db import INDICATORS, make_engine
 from chaos_pyfunc.prediction_table import prediction_rows
+from chaos_pyfunc.registry import REGISTERED_MODEL, version_uri
 from chaos_pyfunc.socio_eco import IndicatorSource
+
+log = logging.getLogger(__name__)
 
 DRIFT_THRESHOLD = 0.1
 NUMBER_METHOD, CATEGORY_METHOD = "wasserstein", "jensenshannon"  # Evidently's names
@@ -54,6 +65,8 @@ class DriftReport:
     since: str
     rows: int
     reference_rows: int
+    reference: str  # where the reference came from
+    model_version: str | None  # the version that scored most of the period's rows
     features: list[FeatureDrift]
     share_threshold: float
     snapshot: Snapshot | None = field(default=None, repr=False)  # Evidently's, for the HTML page
@@ -71,7 +84,8 @@ class DriftReport:
         return self.share > self.share_threshold
 
     def summary(self) -> dict[str, object]:
-        return {"since": self.since, "rows": self.rows, "reference_rows": self.reference_rows,
+        return {"since": self.since, "rows": self.rows, "model_version": self.model_version,
+                "reference": self.reference, "reference_rows": self.reference_rows,
                 "drifted": self.drifted, "drifted_share": round(self.share, 4),
                 "share_threshold": self.share_threshold, "alarm": self.alarm,
                 "threshold": DRIFT_THRESHOLD, "features": [asdict(f) for f in self.features]}
@@ -112,15 +126,46 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame,
 
 
 def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
-    """The rows scored in the period, from the prediction log."""
+    """The rows scored in the period, from the prediction log, with the version that scored them."""
     engine = make_engine(Settings(database_url=settings.prediction_log_database_url))
-    columns = [prediction_rows.c[c] for c in (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
+    columns = [prediction_rows.c[c] for c in ("model_version", *schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
     try:
         with engine.connect() as conn:
             query = select(*columns).where(prediction_rows.c.scored_at >= datetime.now(UTC) - since)
             return pd.read_sql(query, conn)
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    contacts: pd.DataFrame  # the training contacts, as sent (INPUT_COLUMNS)
+    pipeline: Any | None    # the fitted pipeline that scores them; None: the scores are not compared
+    source: str
+
+
+def reference_of(settings: Settings, version: str | None, reference_csv: str | None) -> Reference:
+    """The training data to compare with: ``reference_csv``; else the run of ``version`` in the
+    tracking store; else the customers table (and the local model's pipeline)."""
+    if reference_csv is None and version is not None and os.environ.get("MLFLOW_TRACKING_URI"):
+        try:
+            return _version_reference(version)
+        except MlflowException as exc:  # no registry, no such version, a run without the file
+            log.warning("the reference of version %s could not be read from the tracking store (%s): "
+                        "the customers table stands in", version, exc.error_code)
+    source = reference_csv or "the customers table"
+    return Reference(read_contacts(reference_csv, settings), served_pipeline(settings.model_uri), source)
+
+
+def _version_reference(version: str) -> Reference:
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(REGISTERED_MODEL, version).run_id
+    with tempfile.TemporaryDirectory() as scratch:
+        contacts = pd.read_csv(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=scratch))
+        model = Path(mlflow.artifacts.download_artifacts(version_uri(version), dst_path=scratch))
+        pipeline = served_pipeline(str(model))
+    return Reference(contacts, pipeline, f"the training contacts of version {version} (run {run_id})")
 
 
 def joined(rows: pd.DataFrame, source: IndicatorSource, settings: Settings) -> pd.DataFrame:
@@ -149,15 +194,17 @@ def report(settings: Settings, since: str, reference_csv: str | None = None) -> 
         if len(current) < settings.drift_min_rows:  # a few hundred rows drift by chance alone
             raise ValueError(f"the prediction log holds {len(current)} rows scored in the last {since}, "
                              f"fewer than drift_min_rows ({settings.drift_min_rows}): too few to judge")
-        reference = joined(read_contacts(reference_csv, settings), source, settings)
-        pipeline = served_pipeline(settings.model_uri)
-        if pipeline is not None:  # the training contacts' appetences, by the same pipeline
-            reference[schema.OUTPUT_COLUMN] = pipeline.predict_proba(reference)[:, 1]
+        versions = current["model_version"].dropna()
+        version = None if versions.empty else str(versions.mode().iloc[0])
+        training = reference_of(settings, version, reference_csv)
+        reference = joined(training.contacts, source, settings)
+        if training.pipeline is not None:  # the training contacts' appetences, by the same pipeline
+            reference[schema.OUTPUT_COLUMN] = training.pipeline.predict_proba(reference)[:, 1]
         features, snapshot = compare(reference, joined(current, source, settings),
                                      settings.drift_share_threshold)
     finally:
         engine.dispose()
-    return DriftReport(since, len(current), len(reference), features,
+    return DriftReport(since, len(current), len(reference), training.source, version, features,
                        settings.drift_share_threshold, snapshot)
 
 

@@ -97,6 +97,9 @@ def train(options: TrainOptions, hyper: Hyperparameters | None = None,
         mlflow.log_metrics(evaluation.metrics)
         mlflow.log_figure(evaluate.roc_figure(evaluation.curves), "plots/roc.png")
         mlflow.log_figure(evaluate.calibration_figure(evaluation.curves), "plots/calibration.png")
+        # What the drift report compares the customers scored later with (drift.py).
+        mlflow.log_artifact(str(dataset.save_reference(data.features, Path(scratch))),
+                            str(Path(dataset.REFERENCE_ARTIFACT).parent))
         pickle_path = Path(scratch) / "pipeline.pkl"
         pickle_path.write_bytes(pickle.dumps(pipeline))
         artifacts = {PIPELINE_ARTIFACT: str(pickle_path)}

@@ -15,6 +15,7 @@ from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators, request_rows
 from chaos_pyfunc import drift, schema
 from chaos_pyfunc.cli import main
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.db import load_csv
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.socio_eco import IndicatorSource
 
@@ -86,6 +87,7 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
                  "--reference", str(CUSTOMERS_CSV)]) == 0
     summary = json.loads((tmp_path / "same" / "drift.json").read_text())
     assert summary["rows"] == 2000 and summary["drifted"] == [] and not summary["alarm"]
+    assert (summary["model_version"], summary["reference"]) == ("1", str(CUSTOMERS_CSV))
     assert "appetence" in {f["feature"] for f in summary["features"]}  # the scores are compared too
     page = (tmp_path / "same" / "drift.html").read_text()
     assert page.count('"data_drift": "Not Detected"') == len(summary["features"])  # Evidently's own verdicts
@@ -128,3 +130,14 @@ def test_scores_that_moved_alone_are_flagged(reference, customers) -> None:
     now = current(rows, reference).assign(appetence=np.random.default_rng(1).beta(4, 4, len(rows)))
     features, _ = drift.compare(ref, now, SHARE)
     assert {f.feature for f in features if f.drifted} == {"appetence"}
+
+
+def test_a_registry_away_leaves_the_customers_table_as_reference(sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = engine_with_indicators(sqlite_url)
+    load_csv(engine, "customers", CUSTOMERS_CSV)
+    engine.dispose()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    found = drift.reference_of(Settings(database_url=sqlite_url), "3", None)
+    assert found.source == "the customers table" and len(found.contacts) == 38_429

@@ -30,7 +30,7 @@ from support.tcp_proxy import TcpProxy
 
 from chaos_pyfunc import package_version
 from chaos_pyfunc.db import load_csv
-from chaos_pyfunc.registry import REGISTERED_MODEL
+from chaos_pyfunc.registry import REGISTERED_MODEL, version_uri
 
 from .conftest import running_server, score, server_env
 
@@ -153,6 +153,29 @@ def test_the_data_scientists_path_loads_a_version_and_scores_read_csv(
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
     assert len(scores) == 38429 and scores.between(0, 1).all()
+
+
+def test_drift_compares_with_the_training_contacts_of_the_version_served(
+        lifecycle: Lifecycle, staged: str, customers: pd.DataFrame, tmp_path: Path) -> None:
+    """The version served logs what it scores; `chaos drift` rereads that version's training
+    contacts from its run in the tracking store (the database it runs against holds no
+    customers at all), and scores them with that version's pipeline."""
+    with throwaway_pg_database(with_indicators=True) as no_customers:
+        env = {**lifecycle.env(), "CHAOS_PREDICTION_LOG": "true", "CHAOS_PREDICTION_LOG_URL": no_customers}
+        command = [str(VENV_BIN / "chaos"), "serve", "--model", version_uri(staged), "--port"]
+        with running_server(env, tmp_path, tmp_path / "serve.log", lambda port: [*command, str(port)]) as url:
+            rows = request_rows(customers, 1500, seed=12)
+            assert len(score(url, rows.iloc[:700])) + len(score(url, rows.iloc[700:])) == 1500
+        # The server has exited: what it logged is written.
+        done = subprocess.run([str(VENV_BIN / "chaos"), "drift", "--since", "1d", "--output", str(tmp_path)],
+                              env={**env, "CHAOS_DATABASE_URL": no_customers}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "drift.json").read_text())
+    assert summary["model_version"] == staged and summary["rows"] == 1500
+    assert summary["reference"].startswith(f"the training contacts of version {staged} (run ")
+    assert summary["reference_rows"] == 38_429 and not summary["alarm"]
+    assert "appetence" in {f["feature"] for f in summary["features"]}  # scored by the version's pipeline
 
 
 def test_a_model_fitted_on_shuffled_labels_is_refused_with_the_rule(lifecycle: Lifecycle, staged: str,

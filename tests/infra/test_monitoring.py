@@ -34,7 +34,11 @@ def exposed() -> set[str]:
         def age_seconds(self) -> float:
             return 1.0
 
+    class Log:
+        written, dropped, queued = 10, 1, 2
+
     metrics.indicators.source = Source()
+    metrics.prediction_log.source = Log()
     metrics.describe_model({"name": "chaos-appetence", "version": "1"})
     text = metrics.exposition().decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
@@ -58,7 +62,8 @@ def test_the_rules_alert_on_errors_latency_and_stale_indicators() -> None:
     manifest = yaml.safe_load(RULES.read_text())
     assert (manifest["apiVersion"], manifest["kind"]) == ("monitoring.googleapis.com/v1", "Rules")
     alerts = {rule["alert"]: rule for group in manifest["spec"]["groups"] for rule in group["rules"]}
-    assert {"ChaosHighErrorRate", "ChaosSlowP99", "ChaosIndicatorsStale", "ChaosDriftDetected"} <= set(alerts)
+    assert {"ChaosHighErrorRate", "ChaosSlowP99", "ChaosIndicatorsStale", "ChaosDriftDetected",
+            "ChaosPredictionLogDropping"} <= set(alerts)
     assert "chaos-drift-" in alerts["ChaosDriftDetected"]["expr"]  # the nightly drift Job's failures
     assert all(rule["annotations"]["summary"] and rule["labels"]["severity"] for rule in alerts.values())
 
