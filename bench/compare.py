@@ -278,14 +278,15 @@ def run(seconds: float, rounds: int, overhead_seconds: float, overhead_rounds: i
 def overhead(url: str, bodies: dict[tuple[str, int], Path], work: Path, seconds: float,
              script: Path, rounds: int, **settings: str) -> dict:
     """What the observability costs: our server as in the pods (metrics on their own port, the
-    JSON access line, the prediction log on, a Sentry DSN set), its observability switched off
-    and on by a signal (bench/toggle_serve.py), the two states alternated in the same process
-    for ``rounds`` rounds (the order flips every round). The machine's speed drifts by more than
-    the cost within a minute: the change is the median over the rounds of each round's on/off
-    ratio, whose two runs are seconds apart. The metrics and the prediction log's counts show
-    that the off state really counted and logged nothing."""
+    JSON access line, the prediction log on, a Sentry DSN set, one predict thread), its
+    observability switched off and on by a signal (bench/toggle_serve.py), the two states
+    alternated in the same process for ``rounds`` rounds (the order flips every round). The
+    machine's speed drifts by more than the cost within a minute: the change is the median over
+    the rounds of each round's on/off ratio, whose two runs are seconds apart. The metrics and
+    the prediction log's counts show that the off state really counted and logged nothing."""
     metrics_port = free_port()
     env = {"CHAOS_DATABASE_URL": url, "CHAOS_PREDICTION_LOG": "true", "CHAOS_METRICS_PORT": str(metrics_port),
+           "CHAOS_PREDICT_THREADS": "1",  # as in the pods (k8s/base/deployment.yaml: one CPU each)
            # Nothing is sent unless an error is logged; none is, or the bench fails.
            "CHAOS_SENTRY_DSN": f"http://bench@127.0.0.1:{free_port()}/1", "PYTHONPATH": str(REPO),
            **settings}  # a part left out, to see what the others cost
@@ -300,9 +301,10 @@ def overhead(url: str, bodies: dict[tuple[str, int], Path], work: Path, seconds:
             time.sleep(0.2)  # handled at the interpreter's next check, well within this
             before, busy = observed(metrics_port), machine_busy_seconds()
             run = wrk(server, bodies["ours", size], connections, seconds, script)
-            counted[state] += observed(metrics_port)[0] - before[0]
             # The CPU time of the whole machine: server, COPY process, PostgreSQL, wrk.
-            return {**run, "cpu_ms": 1e3 * (machine_busy_seconds() - busy) / max(run["requests"], 1)}
+            cpu_ms = 1e3 * (machine_busy_seconds() - busy) / max(run["requests"], 1)
+            counted[state] += observed(metrics_port)[0] - before[0]
+            return {**run, "cpu_ms": cpu_ms}
 
         for name, size, connections in OVERHEAD_SCENARIOS:
             runs: dict[str, list[dict]] = {"on": [], "off": []}

@@ -7,8 +7,10 @@ batch over as a few compact arrays, pickled through a pipe (a memory copy); this
 encodes them (pg_copy.py), runs the COPY, and answers with the rows written or why it failed.
 
 It imports NumPy, psycopg2 and pg_copy only: tens of MB, a fraction of a second to start. It
-ignores SIGTERM and SIGINT (tini signals the whole process group; the serving process decides
-when the log is done) and ends when its input closes, after the last batch.
+runs at a lower priority (nice 10): on a busy machine the requests come first, and its work
+waits in the queue instead. It ignores SIGTERM and SIGINT (tini signals the whole process
+group; the serving process decides when the log is done) and ends when its input closes, after
+the last batch.
 
 Run by ``CopyProcess``: ``python -m chaos_pyfunc.copy_worker``.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import pickle
 import signal
 import subprocess
@@ -31,6 +34,7 @@ import psycopg2
 from chaos_pyfunc import pg_copy
 
 EXIT_SECONDS = 10.0
+NICENESS = 10  # added to the serving process' own
 
 
 class CopyFailed(Exception):
@@ -134,6 +138,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    os.nice(NICENESS)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -33,12 +33,13 @@ from chaos_pyfunc import schema
 from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, quiet_mlflow_quotes, safe_error
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.error_capture import ACCESS_LOG
 from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chaos_pyfunc.metrics import Metrics, endpoint_of
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 
-log = logging.getLogger("chaos.access")
+log = logging.getLogger(ACCESS_LOG)
 # A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
 PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 

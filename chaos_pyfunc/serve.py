@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
+from chaos_pyfunc.error_capture import ACCESS_LOG
 from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
@@ -129,7 +130,7 @@ def serve(model_uri: str, host: str, port: int) -> None:
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     # The access log is JSON lines of its own (gateway.py), for the log pipeline to parse as is.
-    access = logging.getLogger("chaos.access")
+    access = logging.getLogger(ACCESS_LOG)
     access.propagate = False
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import psycopg2
 import pytest
 
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.copy_worker import CopyFailed, CopyProcess, Target
+from chaos_pyfunc.copy_worker import NICENESS, CopyFailed, CopyProcess, Target
 from chaos_pyfunc.db import pg_connect_args
 
 pytestmark = pytest.mark.data
@@ -52,6 +53,9 @@ def test_it_writes_the_rows_and_survives_the_group_s_sigterm(table: str) -> None
     process = copier(table)
     assert process.write(*columns(3)) == 3
     assert process._process is not None
+    stat = Path(f"/proc/{process._process.pid}/stat").read_text()
+    niceness = int(stat.rsplit(")", 1)[1].split()[16])
+    assert niceness == os.nice(0) + NICENESS  # behind the requests for the CPU
     os.kill(process._process.pid, signal.SIGTERM)  # what tini -g sends the whole group
     os.kill(process._process.pid, signal.SIGINT)
     assert process.write(*columns(2)) == 2
