@@ -26,20 +26,19 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, quiet_mlflow_quotes, safe_error
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.error_capture import ACCESS_LOG
 from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from chaos_pyfunc.metrics import Metrics, endpoint_of
+from chaos_pyfunc.metrics import Metrics
+from chaos_pyfunc.observer import Answered, Observer
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 
-log = logging.getLogger(ACCESS_LOG)
+log = logging.getLogger(__name__)
 # A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
 PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -87,8 +86,9 @@ class Gateway:
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
         self._model = json.dumps(model or {}).encode()
         version = (model or {}).get("version")
-        self._model_version = None if version is None else str(version)
         self._version_header = [(b"x-model-version", str(version).encode())] if version else []
+        # Counts and writes what each request leaves; serve.py starts its thread.
+        self.observer = Observer(self.metrics, None if version is None else str(version))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -146,23 +146,19 @@ class Gateway:
 
     def _observe(self, request_id: str, method: str, path: str, status: int, rows: int | None,
                  seconds: float, client: str | None) -> None:
-        """The request counted in the metrics, and its access line: one JSON line, of what was
-        asked and answered, never a value sent. The path is logged only when it is ours (a
-        caller's path may hold anything)."""
-        self.metrics.answered(path, status, seconds, rows, client)
-        log.info(json.dumps({
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
-            "method": method, "path": endpoint_of(path), "status": status or None, "rows": rows,
-            "ms": round(seconds * 1e3, 1), "model_version": self._model_version, "key_id": client}))
+        """The request, for its metrics and its access line (observer.py: off the request's way)."""
+        self.observer.answered(Answered(time.time(), request_id, method, path, status, rows, seconds, client))
 
     def _at_shutdown(self, send: Send) -> Send:
-        """The lifespan's send, writing what the prediction log still holds before the shutdown
-        completes: uvicorn has finished the requests in flight by then, and it ends the process
-        with the signal it caught right after."""
+        """The lifespan's send, writing the access lines and the prediction log's rows still
+        queued before the shutdown completes: uvicorn has finished the requests in flight by
+        then, and it ends the process with the signal it caught right after."""
 
         async def shutting_down(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete" and self.prediction_log is not None:
-                await asyncio.to_thread(self.prediction_log.close)
+            if message["type"] == "lifespan.shutdown.complete":
+                await asyncio.to_thread(self.observer.close)
+                if self.prediction_log is not None:
+                    await asyncio.to_thread(self.prediction_log.close)
             await send(message)
 
         return shutting_down

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,19 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 def endpoint_of(path: str) -> str:
     return path if path in ENDPOINTS else "other"
+
+
+class _BeforeScrape(Collector):
+    """Registered first: its hooks run before the metrics are read (observer.py takes in what
+    is queued)."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for hook in self.hooks:
+            hook()
+        return iter(())
 
 
 class _IndicatorCollector(Collector):
@@ -113,6 +126,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._before_scrape = _BeforeScrape()
+        r.register(self._before_scrape)
         self.requests = Counter("chaos_requests", "HTTP requests answered, by endpoint and status",
                                 ["endpoint", "status"], registry=r)
         self.latency = Histogram("chaos_request_duration_seconds", "Time to answer, by endpoint",
@@ -133,6 +148,10 @@ class Metrics:
         r.register(self.indicators)
         self.prediction_log = _PredictionLogCollector()
         r.register(self.prediction_log)
+
+    def before_scrape(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` before every reading of the metrics."""
+        self._before_scrape.hooks.append(hook)
 
     def describe_model(self, model: dict[str, str | None]) -> None:
         self.model.info({k: "" if v is None else str(v) for k, v in model.items()})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from chaos_pyfunc.config import Settings, load_settings
 from chaos_pyfunc.error_capture import ACCESS_LOG
 from chaos_pyfunc.gateway import Gateway, Limits
 from chaos_pyfunc.metrics import Metrics
+from chaos_pyfunc.observer import BatchedStreamHandler
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
 from chaos_pyfunc.prediction_log import PredictionLog
 from chaos_pyfunc.registry import REGISTERED_MODEL_META
@@ -108,7 +110,6 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
     scorer = getattr(python_model, "scorer", None)
     recorder = None
     if scorer is not None:  # our pyfunc: its scores and its indicators are watched
-        scorer.listeners.append(lambda batch, scores: metrics.scores.observe(scores))
         metrics.indicators.source = scorer.source
         if settings.prediction_log:
             target = settings.replaced(database_url=settings.prediction_log_database_url)
@@ -123,16 +124,20 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
     gateway = Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings),
                       served.as_dict(), keys, metrics, metrics_here=not settings.metrics_port)
     gateway.prediction_log = recorder
+    if scorer is not None:  # the appetences' histogram
+        scorer.listeners.insert(0, lambda batch, appetences: gateway.observer.scored(appetences))
+    gateway.observer.start()
     return gateway
 
 
 def serve(model_uri: str, host: str, port: int) -> None:
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
-    # The access log is JSON lines of its own (gateway.py), for the log pipeline to parse as is.
+    # The access log is JSON lines of its own (observer.py), for the log pipeline to parse as is,
+    # on stderr in one write per batch.
     access = logging.getLogger(ACCESS_LOG)
     access.propagate = False
-    handler = logging.StreamHandler()
+    handler = BatchedStreamHandler(open(os.dup(sys.stderr.fileno()), "w", buffering=1 << 16))  # noqa: SIM115
     handler.setFormatter(logging.Formatter("%(message)s"))
     access.handlers = [handler]
     with tempfile.TemporaryDirectory(prefix="chaos-model-") as scratch:
