@@ -105,9 +105,10 @@ outage: venv ## stop a private PostgreSQL for 60 s under steady load on two serv
 docs: runtime ## render the figures in docs/ from the JSON the benchmarks wrote (bench/*.json)
 	$(BIN)/python -m bench.render
 
-bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant floor side by side, load them with wrk (PostgreSQL)
+bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant floor side by side under wrk, then what observability costs (PostgreSQL)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
+	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.render
 
 profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/breakdown.json

@@ -6,15 +6,12 @@ the plain mlflow.sklearn flavour under `mlflow models serve` (predict_proba, no 
 client sends the indicators). The floor: a pyfunc with our signature answering a constant
 (bench/floor_model.py) under `mlflow models serve`: MLflow's own cost, with a model that costs
 nothing. Same worker count, same load generator (wrk), the three in turn (the order rotates every
-round) for a fixed time per scenario and round. Then what the observability costs: ours as in
-the pods (metrics, access line, prediction log, Sentry), that same process with all of it
-switched off by a signal (bench/toggle_serve.py), the two states alternated. Prints a table
-and writes bench/results.json.
+round) for a fixed time per scenario and round. Prints a table and writes bench/results.json.
+What the observability costs is bench/overhead.py's.
 
 The machines are shared and noisy: read the ratios of one run, not the absolute times.
 
-Usage: python -m bench.compare [--seconds 5] [--rounds 3] [--overhead-seconds 2]
-       [--overhead-rounds 20] [--out bench/results.json]
+Usage: python -m bench.compare [--seconds 5] [--rounds 3] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import json
 import os
 import pickle
 import platform
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -45,7 +41,7 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.socio_eco import IndicatorSource, enrich
 from tests.support.database import admin, fresh_database
-from tests.support.server import REPO, VENV_BIN, chaos_command, free_port, launch
+from tests.support.server import REPO, VENV_BIN, chaos_command, launch
 
 DATA = Path(os.environ.get("CHAOS_DATA_DIR", REPO.parent / "shared" / "data"))
 ADMIN_URL = os.environ.get("CHAOS_BENCH_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432/postgres")
@@ -53,7 +49,6 @@ BENCH_DATABASE = "chaos_bench"
 WORKERS = "1"
 # (name, rows per request, concurrent connections)
 SCENARIOS = (("1 row, 1 client", 1, 1), ("1 row, 8 clients", 1, 8), ("1000 rows, 1 client", 1000, 1))
-OVERHEAD_SCENARIOS = (SCENARIOS[0], SCENARIOS[2])
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -220,7 +215,7 @@ def in_process(url: str, pipeline: object, customers: pd.DataFrame, enriched: pd
 
 # --------------------------------------------------------------------------------------- main
 
-def run(seconds: float, rounds: int, overhead_seconds: float, overhead_rounds: int) -> dict:
+def run(seconds: float, rounds: int) -> dict:
     customers = pd.read_csv(DATA / "customers.csv")
     url = fresh_database(ADMIN_URL, BENCH_DATABASE, DATA / "socio_eco.csv")
     enriched = enriched_rows(customers, url)
@@ -270,120 +265,16 @@ def run(seconds: float, rounds: int, overhead_seconds: float, overhead_rounds: i
         result = wrk(ttl0, bodies["ours", 1], 1, seconds, script)
         report["ttl_0"] = {"statements_per_request": (statements_run() - before) / result["requests"],
                            "p50_ms": result["p50_us"] / 1000}
-    report["overhead"] = overhead(url, bodies, work, overhead_seconds, script, overhead_rounds)
     report["in_process"] = in_process(url, pipeline, customers, enriched)
     return report
 
 
-def overhead(url: str, bodies: dict[tuple[str, int], Path], work: Path, seconds: float,
-             script: Path, rounds: int, **settings: str) -> dict:
-    """What the observability costs: our server as in the pods (metrics on their own port, the
-    JSON access line, the prediction log on, a Sentry DSN set, one predict thread), its
-    observability switched off and on by a signal (bench/toggle_serve.py), the two states
-    alternated in the same process for ``rounds`` rounds (the order flips every round). The
-    machine's speed drifts by more than the cost within a minute: the change is the median over
-    the rounds of each round's on/off ratio, whose two runs are seconds apart. The metrics and
-    the prediction log's counts show that the off state really counted and logged nothing."""
-    metrics_port = free_port()
-    env = {"CHAOS_DATABASE_URL": url, "CHAOS_PREDICTION_LOG": "true", "CHAOS_METRICS_PORT": str(metrics_port),
-           "CHAOS_PREDICT_THREADS": "1",  # as in the pods (k8s/base/deployment.yaml: one CPU each)
-           # Nothing is sent unless an error is logged; none is, or the bench fails.
-           "CHAOS_SENTRY_DSN": f"http://bench@127.0.0.1:{free_port()}/1", "PYTHONPATH": str(REPO),
-           **settings}  # a part left out, to see what the others cost
-    result: dict = {"rounds": rounds, "seconds_per_run": seconds}
-    counted: dict[str, float] = {"on": 0.0, "off": 0.0}
-    with serve("pods", toggle_command, env, work) as server:
-        def measured(state: str, size: int, connections: int) -> dict:
-            # wrk leaves its last request behind: switch once it is answered, not halfway.
-            while in_flight(metrics_port):
-                time.sleep(0.05)
-            server.process.send_signal(signal.SIGUSR2 if state == "on" else signal.SIGUSR1)
-            time.sleep(0.2)  # handled at the interpreter's next check, well within this
-            before, busy = observed(metrics_port), machine_busy_seconds()
-            run = wrk(server, bodies["ours", size], connections, seconds, script)
-            # The CPU time of the whole machine: server, COPY process, PostgreSQL, wrk.
-            cpu_ms = 1e3 * (machine_busy_seconds() - busy) / max(run["requests"], 1)
-            counted[state] += observed(metrics_port)[0] - before[0]
-            return {**run, "cpu_ms": cpu_ms}
-
-        for name, size, connections in OVERHEAD_SCENARIOS:
-            runs: dict[str, list[dict]] = {"on": [], "off": []}
-            for round_number in range(rounds):
-                for state in ("on", "off") if round_number % 2 == 0 else ("off", "on"):
-                    runs[state].append(measured(state, size, connections))
-            result[name] = compared(runs, size)
-        measured("on", 1, 1)
-        _, scored, logged, dropped = observed(metrics_port, settle=True)
-    result["requests_counted"] = counted
-    # Every row scored while on is logged or counted as dropped.
-    result["prediction_log"] = {"rows_scored": scored, "written_rows": logged, "dropped_rows": dropped}
-    if not counted["on"] or counted["off"]:
-        raise RuntimeError(f"the observability was not switched as meant: requests counted {counted}")
-    return result
-
-
-def compared(runs: dict[str, list[dict]], size: int) -> dict:
-    """Each state's medians, and the median of the rounds' on/off ratios (change_pct)."""
-    sides = {state: side_summary(results, size) for state, results in runs.items()}
-    paired = [(side_summary([on], size), side_summary([off], size))
-              for on, off in zip(runs["on"], runs["off"], strict=True)]
-    sides["change_pct"] = {key: 100 * (statistics.median(on[key] / off[key] for on, off in paired) - 1)
-                           for key in sides["on"]}
-    return sides
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent by the whole machine so far, all cores (/proc/stat: all but idle and iowait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def in_flight(metrics_port: int) -> float:
-    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    return next(float(line.split()[-1]) for line in text.splitlines()
-                if line.startswith("chaos_requests_in_flight "))
-
-
-def observed(metrics_port: int, settle: bool = False) -> tuple[float, float, float, float]:
-    """Requests to /invocations counted, rows scored (the appetence histogram), rows written and
-    dropped by the prediction log; with ``settle``, once the log has written what was queued."""
-    def values() -> dict[str, float]:
-        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-        found: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith('chaos_requests_total{endpoint="/invocations"'):
-                found["requests"] = found.get("requests", 0.0) + float(line.split()[-1])
-            for key in ("chaos_appetence_count", "chaos_prediction_log_written_rows_total",
-                        "chaos_prediction_log_dropped_rows_total", "chaos_prediction_log_queued_rows"):
-                if line.startswith(key + " "):
-                    found[key] = float(line.split()[-1])
-        return found
-
-    def settled(found: dict[str, float]) -> bool:
-        return (found.get("chaos_prediction_log_written_rows_total", 0.0)
-                + found.get("chaos_prediction_log_dropped_rows_total", 0.0)
-                >= found.get("chaos_appetence_count", 0.0))
-
-    found = values()
-    for _ in range(60 if settle else 0):
-        if settled(found):
-            break
-        time.sleep(0.5)
-        found = values()
-    return (found.get("requests", 0.0), found.get("chaos_appetence_count", 0.0),
-            found.get("chaos_prediction_log_written_rows_total", 0.0),
-            found.get("chaos_prediction_log_dropped_rows_total", 0.0))
-
-
 def side_summary(results: list[dict], size: int) -> dict[str, float]:
-    """Medians over the rounds of one server (and of the machine's CPU per request, if measured)."""
+    """Medians over the rounds of one server."""
     rps = statistics.median(r["requests"] / r["seconds"] for r in results)
-    summary = {"requests_per_s": rps, "rows_per_s": rps * size,
-               "p50_ms": statistics.median(r["p50_us"] for r in results) / 1000,
-               "p99_ms": statistics.median(r["p99_us"] for r in results) / 1000}
-    if all("cpu_ms" in r for r in results):
-        summary["machine_cpu_ms_per_request"] = statistics.median(r["cpu_ms"] for r in results)
-    return summary
+    return {"requests_per_s": rps, "rows_per_s": rps * size,
+            "p50_ms": statistics.median(r["p50_us"] for r in results) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in results) / 1000}
 
 
 def summarise(runs: dict[str, list[dict]], size: int) -> dict:
@@ -412,60 +303,19 @@ def print_table(report: dict) -> None:
           f"requests; with the cache off (TTL 0): {ttl0:.2f} per request")
     print("cold start to /ping: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["cold_start_s"].items()))
     print("RSS MB: " + ", ".join(f"{k} {v}" for k, v in report["rss_mb"].items()))
-    print_overhead(report["overhead"])
     for size in (1, 1000):
         r = report["in_process"][f"{size}_rows"]
         print(f"in process, {size} row(s): our predict {r['our_predict_ms']:.3f} ms, "
               f"raw predict_proba {r['raw_predict_proba_ms']:.3f} ms")
 
 
-def print_overhead(cost: dict) -> None:
-    print(f"observability as in the pods, on against off in one process ({cost['rounds']} rounds):")
-    for name, _, _ in OVERHEAD_SCENARIOS:
-        on, off, change = cost[name]["on"], cost[name]["off"], cost[name]["change_pct"]
-        print(f"  {name}: p50 {off['p50_ms']:.2f} -> {on['p50_ms']:.2f} ms ({change['p50_ms']:+.1f}%), "
-              f"rows/s {off['rows_per_s']:,.0f} -> {on['rows_per_s']:,.0f} ({change['rows_per_s']:+.1f}%), "
-              f"p99 {change['p99_ms']:+.1f}%, the machine's CPU per request "
-              f"{change['machine_cpu_ms_per_request']:+.1f}%")
-    log = cost["prediction_log"]
-    counted = cost["requests_counted"]
-    print(f"  requests counted on/off: {counted['on']:.0f}/{counted['off']:.0f}; "
-          f"prediction log: {log['written_rows']:.0f} rows written, {log['dropped_rows']:.0f} dropped, "
-          f"for {log['rows_scored']:.0f} scored")
-
-
-def overhead_only(seconds: float, rounds: int, out: Path) -> None:
-    """The overhead alone, written into ``out``'s report (the rest of it kept)."""
-    customers = pd.read_csv(DATA / "customers.csv")
-    url = fresh_database(ADMIN_URL, BENCH_DATABASE, DATA / "socio_eco.csv")
-    work = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
-    script = work / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    sample = customers.sample(1000, random_state=7).index
-    bodies = {}
-    for size in (1, 1000):
-        bodies["ours", size] = work / f"ours-{size}.json"
-        bodies["ours", size].write_text(body(customers.loc[sample[:size], list(schema.INPUT_COLUMNS)]))
-    report = json.loads(out.read_text()) if out.is_file() else {}
-    report["overhead"] = overhead(url, bodies, work, seconds, script, rounds)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print_overhead(report["overhead"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--overhead-seconds", type=float, default=2.0)
-    parser.add_argument("--overhead-rounds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--overhead-only", action="store_true",
-                        help="measure only what the observability costs, into --out's report")
     args = parser.parse_args()
-    if args.overhead_only:
-        overhead_only(args.overhead_seconds, args.overhead_rounds, args.out)
-        return
-    report = run(args.seconds, args.rounds, args.overhead_seconds, args.overhead_rounds)
+    report = run(args.seconds, args.rounds)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     print(f"\nwritten to {args.out}")
