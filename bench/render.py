@@ -100,7 +100,8 @@ def overhead_table() -> str:
              "per request | p50 and rows/s, by half of the run |", "|---|---|---|---|---|---|---|---|"]
     for name, result in cost["scenarios"].items():
         off, on, change = result["off"], result["on"], result["change_pct"]
-        halves = ", ".join(f"{h['p50_ms']:+.1f}% {h['rows_per_s']:+.1f}%" for h in result["change_pct_by_half"])
+        halves = ", ".join(f"{h['p50_ms']:+.1f}% {h['rows_per_s']:+.1f}%"
+                           for h in result["change_pct_by_half"])
         lines.append(f"| {name} | {off['p50_ms']:.2f} → {on['p50_ms']:.2f} ms | **{change['p50_ms']:+.1f}%** "
                      f"| {off['rows_per_s']:,.0f} → {on['rows_per_s']:,.0f} "
                      f"| **{change['rows_per_s']:+.1f}%** | {change['p99_ms']:+.1f}% "

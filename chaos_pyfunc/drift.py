@@ -197,6 +197,9 @@ def report(settings: Settings, since: str, reference_csv: str | None = None) -> 
         versions = current["model_version"].dropna()
         version = None if versions.empty else str(versions.mode().iloc[0])
         training = reference_of(settings, version, reference_csv)
+        if training.contacts.empty:  # Evidently's own message would name a column, not the cause
+            raise ValueError(f"the reference, {training.source}, holds no contact: load the training "
+                             "customers (chaos db load customers CSV) or name a CSV with --reference")
         reference = joined(training.contacts, source, settings)
         if training.pipeline is not None:  # the training contacts' appetences, by the same pipeline
             reference[schema.OUTPUT_COLUMN] = training.pipeline.predict_proba(reference)[:, 1]

@@ -106,7 +106,7 @@ def test_the_command_reads_the_prediction_log_and_exits_1_on_drift(pg_url: str, 
     recorder.close()
 
 
-def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Path, capsys,
+def test_a_bad_period_an_empty_log_or_no_reference_is_a_clear_error(pg_url: str, tmp_path: Path, capsys,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     engine_with_indicators(pg_url).dispose()
     monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
@@ -122,6 +122,13 @@ def test_a_bad_period_or_an_empty_log_is_a_clear_error(pg_url: str, tmp_path: Pa
     recorder.close()
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds 10 rows scored in the last 7d, fewer than drift_min_rows (1000)" in capsys.readouterr().err
+    recorder = PredictionLog(Settings(database_url=pg_url), "1", flush_seconds=3600)
+    rows = pd.read_csv(CUSTOMERS_CSV, nrows=1000)
+    recorder.record(batch_of(rows[list(schema.INPUT_COLUMNS)]), np.full(1000, 0.5))
+    assert recorder.flush()
+    recorder.close()
+    assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2  # no customers table loaded
+    assert "the reference, the customers table, holds no contact" in capsys.readouterr().err
 
 
 def test_scores_that_moved_alone_are_flagged(reference, customers) -> None:
