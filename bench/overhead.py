@@ -1,17 +1,18 @@
 """`make bench`, second part: what the observability costs the requests.
 
-One `chaos serve` as the pods run it (metrics on their own port, the JSON access line, the
+`chaos serve` as the pods run it (metrics on their own port, the JSON access line, the
 prediction log on, a Sentry DSN set, one predict thread), whose observability a signal switches
 off and on (bench/toggle_serve.py). One client sends the same body again and again on one
 keep-alive connection, and the state flips every ``segment`` requests (about 0.3 s): both states
 see the same machine, whose speed drifts by more than the cost within seconds. Per state: the
 p50 and p99 of the requests' latencies, the rows per second of the client's loop, the CPU time
 of the server and its COPY process per request (PostgreSQL's is not counted). The change is on
-against off; the same change over each half of the run says how steady it is. The metrics
-show that the off state counted nothing, and the prediction log that every row scored while
-on was written.
+against off. One server's figures differ from the next one's (by ±5% here) more than within
+it, so ``--rounds`` servers run one after the other and the change reported is the median of
+theirs. The metrics show that the off state counted nothing, and the prediction log that every
+row scored while on was written.
 
-Usage: python -m bench.overhead [--seconds 60] [--out bench/overhead.json]
+Usage: python -m bench.overhead [--seconds 30] [--rounds 3] [--out bench/overhead.json]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tests.support.server import REPO, free_port
 # (name, rows per request, requests per segment: about 0.3 s)
 SCENARIOS = (("1 row, 1 client", 1, 50), ("1000 rows, 1 client", 1000, 15))
 WARMUP = 2  # the first requests after a switch are left out of the latencies
-WARMUP_SECONDS = 10.0  # per scenario, both states, left out: the first seconds ran up to 20% apart
+WARMUP_SECONDS = 8.0  # per scenario and server, both states, left out: the first seconds ran up to 20% apart
 STATES = ("on", "off")
 
 
@@ -126,54 +127,68 @@ def change(on: dict[str, float], off: dict[str, float]) -> dict[str, float]:
     return {key: 100 * (on[key] / off[key] - 1) for key in on if key != "requests"}
 
 
-def measure(url: str, payloads: dict[int, bytes], work: Path, seconds: float) -> dict:
+def one_server(url: str, payloads: dict[int, bytes], work: Path, seconds: float) -> dict:
+    """A server of its own: per scenario, its segments in each state; what its metrics counted."""
     metrics_port = free_port()
+    state_file = work / "state"
     env = {"CHAOS_DATABASE_URL": url, "CHAOS_PREDICTION_LOG": "true",
            "CHAOS_METRICS_PORT": str(metrics_port),
            "CHAOS_PREDICT_THREADS": "1",  # as in the pods (k8s/base/deployment.yaml: one CPU each)
            # Nothing is sent unless an error is logged; none is, or the bench fails.
-           "CHAOS_SENTRY_DSN": f"http://bench@127.0.0.1:{free_port()}/1", "PYTHONPATH": str(REPO)}
-    state_file = work / "state"
-    env["BENCH_STATE_FILE"] = str(state_file)
-    report: dict = {"seconds_per_scenario": seconds, "warmup_seconds": WARMUP_SECONDS, "scenarios": {}}
-    sent_on = 0.0
+           "CHAOS_SENTRY_DSN": f"http://bench@127.0.0.1:{free_port()}/1", "PYTHONPATH": str(REPO),
+           "BENCH_STATE_FILE": str(state_file)}
+    sent_on, scenarios = 0, {}
     with serve("pods", toggle_command, env, work) as server:
         for name, size, segment in SCENARIOS:
-            warmup = interleaved(server.url, server.process.pid, state_file, payloads[size], segment,
-                                 WARMUP_SECONDS)
-            sent_on += sum(n for _, n, _ in warmup["on"])
-            segments = interleaved(server.url, server.process.pid, state_file, payloads[size], segment,
-                                   seconds)
-            sides = {state: summary(segments[state], size) for state in STATES}
-            half = len(segments["off"]) // 2
-            halves = [change(summary(segments["on"][part], size), summary(segments["off"][part], size))
-                      for part in (slice(None, half), slice(half, None))]
-            report["scenarios"][name] = {**sides, "change_pct": change(sides["on"], sides["off"]),
-                                         "change_pct_by_half": halves}
-            sent_on += sides["on"]["requests"]
-            print(f"  {name}: done", flush=True)
+            for spell in (WARMUP_SECONDS, seconds):  # the segments kept are the second spell's
+                segments = interleaved(server.url, server.process.pid, state_file, payloads[size], segment,
+                                       spell)
+                sent_on += sum(n for _, n, _ in segments["on"])
+            scenarios[name] = segments
         switch(server.process.pid, "on", state_file)
         found = observed(metrics_port, settle=True)
-    report["requests_counted"] = {"on": found["requests"], "sent_on": sent_on}
-    # Every row scored while on is logged or counted as dropped.
-    report["prediction_log"] = {key: found[key] for key in ("scored", "written", "dropped")}
     if found["requests"] != sent_on:
         raise RuntimeError(f"the observability was not switched as meant: {found['requests']} requests "
                            f"counted, {sent_on} sent while on")
+    return {"scenarios": scenarios, "requests_counted": {"on": found["requests"], "sent_on": sent_on},
+            # Every row scored while on is logged or counted as dropped.
+            "prediction_log": {key: found[key] for key in ("scored", "written", "dropped")}}
+
+
+def measure(url: str, payloads: dict[int, bytes], seconds: float, rounds: int) -> dict:
+    """``rounds`` servers one after the other: a server's figures differ from the next one's by
+    more than within it (where its threads and the client land), so the change reported is the
+    median of the rounds'."""
+    runs = []
+    for round_ in range(rounds):
+        runs.append(one_server(url, payloads, Path(tempfile.mkdtemp(prefix="chaos-overhead-")), seconds))
+        print(f"  round {round_ + 1} of {rounds}: done", flush=True)
+    report: dict = {"seconds_per_scenario": seconds, "warmup_seconds": WARMUP_SECONDS, "rounds": rounds,
+                    "scenarios": {}}
+    for name, size, _ in SCENARIOS:
+        pooled = {state: summary([s for run in runs for s in run["scenarios"][name][state]], size)
+                  for state in STATES}
+        by_round = [change(summary(run["scenarios"][name]["on"], size),
+                           summary(run["scenarios"][name]["off"], size)) for run in runs]
+        report["scenarios"][name] = {**pooled, "change_pct": {key: statistics.median(r[key] for r in by_round)
+                                                              for key in by_round[0]},
+                                     "change_pct_by_round": by_round}
+    for part in ("requests_counted", "prediction_log"):
+        report[part] = {key: sum(run[part][key] for run in runs) for key in runs[0][part]}
     return report
 
 
 def print_report(report: dict) -> None:
-    print(f"observability as in the pods, on against off in one process, flipped every 0.3 s "
-          f"({report['seconds_per_scenario']:g} s per scenario):")
+    print(f"observability as in the pods, on against off, flipped every 0.3 s in each of {report['rounds']} "
+          f"servers ({report['seconds_per_scenario']:g} s per scenario each); the median of the servers:")
     for name, result in report["scenarios"].items():
         on, off, diff = result["on"], result["off"], result["change_pct"]
-        halves = " and ".join(f"{h['p50_ms']:+.1f}%/{h['rows_per_s']:+.1f}%"
-                              for h in result["change_pct_by_half"])
+        rounds = ", ".join(f"{r['p50_ms']:+.1f}%/{r['rows_per_s']:+.1f}%"
+                           for r in result["change_pct_by_round"])
         print(f"  {name}: p50 {off['p50_ms']:.2f} -> {on['p50_ms']:.2f} ms ({diff['p50_ms']:+.1f}%), "
               f"rows/s {off['rows_per_s']:,.0f} -> {on['rows_per_s']:,.0f} ({diff['rows_per_s']:+.1f}%), "
               f"p99 {diff['p99_ms']:+.1f}%, server CPU per request "
-              f"{diff['server_cpu_ms_per_request']:+.1f}%; by half (p50/rows/s): {halves}")
+              f"{diff['server_cpu_ms_per_request']:+.1f}%; by server (p50/rows/s): {rounds}")
     log, counted = report["prediction_log"], report["requests_counted"]
     print(f"  requests counted {counted['on']:,.0f} for {counted['sent_on']:,.0f} sent while on; prediction "
           f"log {log['written']:,.0f} rows written, {log['dropped']:,.0f} dropped, "
@@ -182,14 +197,15 @@ def print_report(report: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="per scenario")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per scenario and server")
+    parser.add_argument("--rounds", type=int, default=3, help="servers, one after the other")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "overhead.json")
     args = parser.parse_args()
     customers = pd.read_csv(DATA / "customers.csv")
     sample = customers.sample(1000, random_state=7)[list(schema.INPUT_COLUMNS)]
     payloads = {size: body(sample.head(size)).encode() for size in (1, 1000)}
     url = fresh_database(ADMIN_URL, BENCH_DATABASE, DATA / "socio_eco.csv")
-    report = measure(url, payloads, Path(tempfile.mkdtemp(prefix="chaos-overhead-")), args.seconds)
+    report = measure(url, payloads, args.seconds, args.rounds)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
     print(f"\nwritten to {args.out}")

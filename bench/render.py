@@ -97,18 +97,19 @@ def soak_line() -> str:
 def overhead_table() -> str:
     cost = _load("overhead.json")
     lines = ["| scenario | p50 off → on | p50 | rows/s off → on | rows/s | p99 | the server's CPU "
-             "per request | p50 and rows/s, by half of the run |", "|---|---|---|---|---|---|---|---|"]
+             "per request | p50 and rows/s, by server |", "|---|---|---|---|---|---|---|---|"]
     for name, result in cost["scenarios"].items():
         off, on, change = result["off"], result["on"], result["change_pct"]
         halves = ", ".join(f"{h['p50_ms']:+.1f}% {h['rows_per_s']:+.1f}%"
-                           for h in result["change_pct_by_half"])
+                           for h in result["change_pct_by_round"])
         lines.append(f"| {name} | {off['p50_ms']:.2f} → {on['p50_ms']:.2f} ms | **{change['p50_ms']:+.1f}%** "
                      f"| {off['rows_per_s']:,.0f} → {on['rows_per_s']:,.0f} "
                      f"| **{change['rows_per_s']:+.1f}%** | {change['p99_ms']:+.1f}% "
                      f"| {change['server_cpu_ms_per_request']:+.1f}% | {halves} |")
     log, counted = cost["prediction_log"], cost["requests_counted"]
-    lines += ["", f"- {cost['seconds_per_scenario']:g} s per scenario after {cost['warmup_seconds']:g} s of "
-              "warm-up, the state flipped every 0.3 s.",
+    lines += ["", f"- {cost['rounds']} servers one after the other, each {cost['seconds_per_scenario']:g} s "
+              f"per scenario after {cost['warmup_seconds']:g} s of warm-up, the state flipped every 0.3 s; "
+              "the percentages in bold are the median of the servers', the times pooled.",
               f"- Requests counted by the metrics: {counted['on']:,.0f}, for {counted['sent_on']:,.0f} sent "
               f"while on (none while off). The prediction log: {log['written']:,.0f} rows written and "
               f"{log['dropped']:,.0f} dropped, for {log['scored']:,.0f} scored."]
