@@ -97,7 +97,10 @@ def schemathesis(base_url: str, mode: str, workdir: Path) -> subprocess.Complete
         str(VENV_BIN / "st"), "run", f"{base_url}/openapi.json",
         "--checks", CHECKS, "--mode", mode, "--max-examples", str(EXAMPLES),
         "--phases", "examples,coverage,fuzzing", "--generation-deterministic",
-        "--workers", "2", "--request-timeout", "30",
+        # One worker: Hypothesis parses lambdas' source to name them, and Python 3.11's AST
+        # builder keeps its recursion depth per interpreter, so two threads parsing at once fail
+        # now and then with "AST constructor recursion depth mismatch" (CPython gh-106905).
+        "--workers", "1", "--request-timeout", "30",
         "--suppress-health-check", "all", "--no-color", "--output-truncate", "false",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
