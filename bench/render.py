@@ -100,12 +100,12 @@ def overhead_table() -> str:
              "per request | p50 and rows/s, by server |", "|---|---|---|---|---|---|---|---|"]
     for name, result in cost["scenarios"].items():
         off, on, change = result["off"], result["on"], result["change_pct"]
-        halves = ", ".join(f"{h['p50_ms']:+.1f}% {h['rows_per_s']:+.1f}%"
-                           for h in result["change_pct_by_round"])
+        by_server = ", ".join(f"{r['p50_ms']:+.1f}% {r['rows_per_s']:+.1f}%"
+                              for r in result["change_pct_by_round"])
         lines.append(f"| {name} | {off['p50_ms']:.2f} → {on['p50_ms']:.2f} ms | **{change['p50_ms']:+.1f}%** "
                      f"| {off['rows_per_s']:,.0f} → {on['rows_per_s']:,.0f} "
                      f"| **{change['rows_per_s']:+.1f}%** | {change['p99_ms']:+.1f}% "
-                     f"| {change['server_cpu_ms_per_request']:+.1f}% | {halves} |")
+                     f"| {change['server_cpu_ms_per_request']:+.1f}% | {by_server} |")
     log, counted = cost["prediction_log"], cost["requests_counted"]
     lines += ["", f"- {cost['rounds']} servers one after the other, each {cost['seconds_per_scenario']:g} s "
               f"per scenario after {cost['warmup_seconds']:g} s of warm-up, the state flipped every 0.3 s; "
