@@ -15,8 +15,6 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.copy_worker import NICENESS, CopyFailed, CopyProcess, Target
 from chaos_pyfunc.db import pg_connect_args
 
-pytestmark = pytest.mark.data
-
 
 def libpq(url: str) -> str:
     return url.replace("postgresql+psycopg2://", "postgresql://")

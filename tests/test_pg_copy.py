@@ -9,7 +9,6 @@ from datetime import date
 
 import numpy as np
 import psycopg2
-import pytest
 
 from chaos_pyfunc import pg_copy
 
@@ -45,7 +44,6 @@ def test_no_rows() -> None:
         == pg_copy.SIGNATURE + pg_copy.TRAILER
 
 
-@pytest.mark.data
 def test_the_server_reads_what_was_encoded(pg_url: str) -> None:
     days = np.array(["2008-05-13", "2010-11-30", "1999-12-31"], dtype="datetime64[D]").astype(np.int64)
     stream = pg_copy.encode([

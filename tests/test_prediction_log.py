@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import request_rows
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import make_url
+from support.rows import contract_rows
 from support.tcp_proxy import TcpProxy
 
 from chaos_pyfunc import schema
@@ -20,8 +20,6 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.prediction_table import LayoutError, prediction_rows, predictions
-
-pytestmark = pytest.mark.data
 
 
 def count(engine: Engine) -> int:
@@ -65,8 +63,8 @@ def record(recorder: PredictionLog, rows: pd.DataFrame, request_id: str,
     return scores
 
 
-def test_every_row_is_written_with_its_request_and_model(recorder, customers: pd.DataFrame) -> None:
-    first, second = request_rows(customers, 3, seed=81), request_rows(customers, 2, seed=82)
+def test_every_row_is_written_with_its_request_and_model(recorder) -> None:
+    first, second = contract_rows(3, seed=81), contract_rows(2, seed=82)
     scores = record(recorder, first, "req-1")
     record(recorder, second, "req-2")
     assert recorder.flush()
@@ -100,9 +98,9 @@ def test_every_value_of_every_customer_is_stored_as_sent(pg_url: str, customers:
     assert set(table["model_version"]) == {"7"}
 
 
-def test_a_model_without_version_is_logged_as_null(pg_url: str, customers: pd.DataFrame) -> None:
+def test_a_model_without_version_is_logged_as_null(pg_url: str) -> None:
     recorder = log_of(pg_url, version=None)
-    record(recorder, request_rows(customers, 2, seed=87), "req-n")
+    record(recorder, contract_rows(2, seed=87), "req-n")
     recorder.close()
     assert stored(make_engine(Settings(database_url=pg_url)))["model_version"].tolist() == [None, None]
 
@@ -119,8 +117,8 @@ def test_a_table_of_another_layout_is_named_not_written_into(pg_url: str) -> Non
         log_of(pg_url)
 
 
-def test_a_request_is_one_table_row_its_customers_arrays(recorder, customers: pd.DataFrame) -> None:
-    rows = request_rows(customers, 3, seed=79)
+def test_a_request_is_one_table_row_its_customers_arrays(recorder) -> None:
+    rows = contract_rows(3, seed=79)
     record(recorder, rows, "req-x")
     assert recorder.flush()
     with recorder.engine.connect() as conn:
@@ -129,9 +127,9 @@ def test_a_request_is_one_table_row_its_customers_arrays(recorder, customers: pd
     assert row["age"] == rows["age"].tolist() and row["job_type"] == rows["job_type"].tolist()
 
 
-def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: pd.DataFrame) -> None:
+def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str) -> None:
     recorder = log_of(pg_url, version=None, queue_rows=4)
-    rows = request_rows(customers, 3, seed=83)
+    rows = contract_rows(3, seed=83)
     for i in range(3):
         record(recorder, rows, f"req-{i}")
     assert (recorder.queued, recorder.dropped) == (3, 6)  # queued in memory, nothing written yet
@@ -140,17 +138,17 @@ def test_a_full_queue_drops_and_counts_without_waiting(pg_url: str, customers: p
     assert count(recorder.engine) == 3
 
 
-def test_a_database_away_keeps_the_rows_for_the_next_try(pg_url: str, customers: pd.DataFrame) -> None:
+def test_a_database_away_keeps_the_rows_for_the_next_try(pg_url: str) -> None:
     """The database cut away by a real proxy, then back: the rows wait in the queue meanwhile."""
     proxy = TcpProxy(("127.0.0.1", make_url(pg_url).port or 5432))
     proxy.start()
     try:
         recorder = log_of(make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False),
                           version="1", queue_rows=100, connect_timeout_seconds=1)
-        record(recorder, request_rows(customers, 2, seed=80), "req-0")
+        record(recorder, contract_rows(2, seed=80), "req-0")
         assert recorder.flush() and recorder.written == 2  # the COPY process is connected
         proxy.stop()
-        record(recorder, request_rows(customers, 2, seed=84), "req-a")
+        record(recorder, contract_rows(2, seed=84), "req-a")
         assert recorder.flush() is False and recorder.queued == 2
         assert recorder.flush() is False and recorder.queued == 2  # tried again, still away
         proxy.start()
@@ -162,20 +160,20 @@ def test_a_database_away_keeps_the_rows_for_the_next_try(pg_url: str, customers:
     assert logged == ["req-0"] * 2 + ["req-a"] * 2
 
 
-def test_a_copy_process_that_died_is_replaced(recorder, customers: pd.DataFrame) -> None:
-    record(recorder, request_rows(customers, 1, seed=89), "before")
+def test_a_copy_process_that_died_is_replaced(recorder) -> None:
+    record(recorder, contract_rows(1, seed=89), "before")
     assert recorder.flush()
     assert recorder._copier is not None and recorder._copier._process is not None
     recorder._copier._process.kill()
     recorder._copier._process.wait()
-    record(recorder, request_rows(customers, 1, seed=90), "after")
+    record(recorder, contract_rows(1, seed=90), "after")
     assert recorder.flush()  # a new process, the rows written
     assert stored(recorder.engine)["request_id"].tolist() == ["before", "after"]
 
 
-def test_old_rows_are_purged(recorder, customers: pd.DataFrame) -> None:
-    record(recorder, request_rows(customers, 2, seed=85), "old")
-    record(recorder, request_rows(customers, 1, seed=86), "new")
+def test_old_rows_are_purged(recorder) -> None:
+    record(recorder, contract_rows(2, seed=85), "old")
+    record(recorder, contract_rows(1, seed=86), "new")
     assert recorder.flush()
     with recorder.engine.begin() as conn:
         conn.execute(update(predictions).where(predictions.c.request_id == "old")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import create_engine, text
 from support.load import median
+from support.logs import flushed
 from support.server import REPO, Served, chaos_server
 
 pytestmark = pytest.mark.e2e
@@ -109,5 +109,5 @@ def test_old_connections_are_recycled(server: Served, module_pg_url: str) -> Non
 
 
 def test_the_server_log_names_no_connection_error(server: Served) -> None:
-    log = Path(server.log).read_text()
+    log = flushed(server.log.read_text, server.url)
     assert "reading socio_eco failed" not in log

@@ -11,6 +11,7 @@ import pytest
 import requests
 from conftest import request_rows
 from support.envelopes import recording_sentry
+from support.logs import exited_log
 
 from .conftest import json_body, running_server
 
@@ -39,4 +40,4 @@ def test_failed_reads_are_captured_without_any_customer_data(tmp_path, customers
         assert events, "no event reached the recorder"
         assert any(b"reading socio_eco failed" in e for e in events)
         assert MARKER.encode() not in sentry.all_bytes()
-    assert MARKER not in (tmp_path / "server.log").read_text()
+    assert MARKER not in exited_log(tmp_path / "server.log")

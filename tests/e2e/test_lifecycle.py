@@ -24,6 +24,7 @@ import requests
 import yaml
 from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows, throwaway_pg_database
 from sqlalchemy import text
+from support.logs import exited_log
 from support.registry import CLIENT_ENV, mlflow_registry
 from support.server import MODEL_DIR, REPO, VENV_BIN, free_port
 from support.tcp_proxy import TcpProxy
@@ -138,7 +139,7 @@ def test_the_server_serves_the_alias_and_says_which_version(lifecycle: Lifecycle
         scores = score(url, request_rows(customers, 20, seed=11))
         assert len(scores) == 20 and all(0 <= s <= 1 for s in scores)
     assert (f"serving {REGISTERED_MODEL} version {staged} ({uri}), chaos-pyfunc "
-            f"{package_version.installed_version()}") in log.read_text()
+            f"{package_version.installed_version()}") in exited_log(log)
 
 
 def test_the_data_scientists_path_loads_a_version_and_scores_read_csv(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.logs import exited_log
 from support.outage import run
 
 from chaos_pyfunc.config import Settings
@@ -62,6 +63,6 @@ def test_without_staleness_the_outage_is_a_quick_503_then_heals(outage: dict[str
 
 @pytest.mark.parametrize("mode", ["stale", "strict"])
 def test_both_read_the_database_again_once_it_is_back(outage: dict[str, Any], mode: str) -> None:
-    log = Path(outage["logs"][mode]).read_text()
+    log = exited_log(Path(outage["logs"][mode]))
     assert "reading socio_eco failed: OperationalError" in log
     assert "socio_eco read again after" in log

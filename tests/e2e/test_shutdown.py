@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from support.drain import HANGING_READS_ENV, IN_HAND_AFTER_SECONDS, REQUEST_SECONDS, classify
 from support.load import CONNECTION, BusyClients
+from support.logs import once_logged
 from support.server import MODEL_DIR, Served, chaos_server
 from support.tcp_proxy import TcpProxy
 
@@ -67,6 +68,6 @@ def test_sigterm_under_load_loses_no_request_in_flight(served: Served, pg_proxy:
     # The drain needs REQUEST_SECONDS at most; the bound is the setting, 5 times that.
     assert drain < Settings().shutdown_timeout_seconds, drain
     assert Settings().shutdown_timeout_seconds >= 3 * REQUEST_SECONDS
-    log = served.log.read_text()
+    log = once_logged(served.log.read_text, "Finished server process")
     assert log.index("Shutting down") < log.index("Application shutdown complete") < log.index(
         "Finished server process")

@@ -1,20 +1,64 @@
-"""Read a running server's log once it holds a line: the access lines are written by the
-observer's thread every 0.2 s (chaos_pyfunc/observer.py), not by the request itself."""
+"""Read a server's log only after an event that says the lines the test reads are written.
+
+The access lines are not written by the request: the observer's thread writes what is queued
+every ``INTERVAL_SECONDS`` (chaos_pyfunc/observer.py), after the answers went out. A test that
+reads the log the moment its last answer arrives sees some lines missing on a busy machine. So
+every read of a server's log in the tests goes through one of these:
+
+- ``once_logged``: the log once a text is in it (``count`` times, if asked);
+- ``flushed``: a GET /ping with an id of the test's own, then the log once that request's line
+  is in it. The observer writes its lines in the order the requests ended, so every request
+  answered before it is in the log too: what a test needs before asserting that something is
+  *not* in the log;
+- ``exited_log``: the log of a server that has exited, which holds all it will ever hold.
+
+The metrics need none of this: a scrape of /metrics takes in what is queued before it answers.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
-WITHIN_SECONDS = 5.0
+import requests
+
+from chaos_pyfunc.observer import INTERVAL_SECONDS
+
+from .server import EXITED
+
+# A bound, not a pause: each helper returns as soon as the line is there. 50 flush periods, so a
+# machine busy enough to delay the observer's thread by seconds still passes.
+WITHIN_SECONDS = 50 * INTERVAL_SECONDS
+assert WITHIN_SECONDS >= 3 * INTERVAL_SECONDS
 
 
-def once_logged(read: Callable[[], str], text: str, within: float = WITHIN_SECONDS) -> str:
-    """The log as ``read`` returns it, as soon as it holds ``text`` (or as it is after ``within``
-    seconds, for the caller's assertion to show)."""
+def once_logged(read: Callable[[], str], text: str, within: float = WITHIN_SECONDS, count: int = 1) -> str:
+    """The log as ``read`` returns it, as soon as it holds ``text`` at least ``count`` times (or as
+    it is after ``within`` seconds, for the caller's assertion to show)."""
     deadline = time.monotonic() + within
     log = read()
-    while text not in log and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while log.count(text) < count and time.monotonic() < deadline:
+        time.sleep(INTERVAL_SECONDS / 4)
         log = read()
     return log
+
+
+def flushed(read: Callable[[], str], base_url: str, within: float = WITHIN_SECONDS,
+            **request_options: object) -> str:
+    """The log once every request answered so far is in it: a GET /ping of the test's own, its
+    line waited for. Fails when that line never comes."""
+    marker = f"flush-{uuid.uuid4().hex}"
+    answer = requests.get(f"{base_url}/ping", headers={"X-Request-ID": marker}, timeout=10,
+                          **request_options)  # type: ignore[arg-type]
+    assert answer.status_code == 200, answer.text[:500]
+    log = once_logged(read, f'"request_id": "{marker}"', within)
+    assert marker in log, f"the server never logged the request {marker} within {within} s"
+    return log
+
+
+def exited_log(log: Path) -> str:
+    """The whole log of a server started by ``support.server.launch`` that has exited."""
+    assert log in EXITED, f"{log} is read before its server exited: it may not hold every line yet"
+    return log.read_text(errors="replace")

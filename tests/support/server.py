@@ -19,6 +19,8 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "model"
 VENV_BIN = Path(sys.executable).parent
+# The logs of the servers launch() started that have exited since: complete (support.logs).
+EXITED: set[Path] = set()
 
 
 class ServerDidNotStart(RuntimeError):
@@ -87,6 +89,7 @@ def launch(command: Callable[[int], list[str]], env: Mapping[str, str], cwd: Pat
         yield Served(url, process, log)
     finally:
         _stop(process)
+        EXITED.add(log)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
