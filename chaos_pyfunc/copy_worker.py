@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -55,6 +56,8 @@ class Target:
 class CopyProcess:
     """The serving process' end: starts the worker, restarts it if it died, one batch at a time."""
 
+    ENDED = "the COPY process ended"
+
     def __init__(self, target: Target) -> None:
         self._target = target
         self._lock = threading.Lock()
@@ -82,12 +85,12 @@ class CopyProcess:
                 outcome, detail = pickle.load(cast(IO[bytes], process.stdout))  # noqa: S301 - our own child
             except (OSError, EOFError, pickle.UnpicklingError):
                 self._end()
-                raise CopyFailed("the COPY process ended") from None
+                raise CopyFailed(self.ENDED) from None
         if outcome != "written":
             raise CopyFailed(detail)
         return int(detail)
 
-    def _end(self) -> None:
+    def _end(self, timeout: float = EXIT_SECONDS) -> None:
         if self._process is None:
             return
         process, self._process = self._process, None
@@ -95,14 +98,22 @@ class CopyProcess:
             with contextlib.suppress(OSError):
                 process.stdin.close()  # the worker's signal to finish
         try:
-            process.wait(EXIT_SECONDS)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
-    def close(self) -> None:
-        with self._lock:
-            self._end()
+    def close(self, timeout: float = EXIT_SECONDS) -> None:
+        """End the worker once it has finished its batch, waiting at most ``timeout`` seconds (a
+        batch still being written past it is abandoned: the worker is killed)."""
+        started = time.monotonic()
+        if self._lock.acquire(timeout=timeout):
+            try:
+                self._end(max(0.0, timeout - (time.monotonic() - started)))
+            finally:
+                self._lock.release()
+        elif self._process is not None:
+            self._process.kill()
 
 
 def _copy(connection: Any, statement: str, columns: list[pg_copy.Column], counts: np.ndarray) -> int:

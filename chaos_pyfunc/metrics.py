@@ -68,7 +68,8 @@ class _IndicatorCollector(Collector):
 
 
 class _PredictionLogCollector(Collector):
-    """The prediction log's rows written, dropped (queue full) and waiting, read at scrape time."""
+    """The prediction log's rows written, dropped (queue full), failed (refused) and waiting, read
+    at scrape time."""
 
     def __init__(self) -> None:
         self.source: Any = None  # a prediction_log.PredictionLog, when it is on
@@ -80,7 +81,10 @@ class _PredictionLogCollector(Collector):
                 ("chaos_prediction_log_written_rows", "Rows written to the predictions table",
                  self.source.written),
                 ("chaos_prediction_log_dropped_rows", "Rows not logged: the queue was full",
-                 self.source.dropped)):
+                 self.source.dropped),
+                ("chaos_prediction_log_failed_rows",
+                 "Rows not logged: the database refused their batch for a reason other than its absence",
+                 self.source.failed)):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family

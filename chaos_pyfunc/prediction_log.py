@@ -8,10 +8,14 @@ memory (past ``prediction_log_queue_rows`` waiting, the rows are dropped and cou
 waited for): a few microseconds, no copy. A writer thread takes what is queued once a second,
 joins it into a few compact arrays (``Rows``) and hands them to the COPY process
 (copy_worker.py), which encodes them in PostgreSQL's binary COPY format and writes them: the
-serving process' interpreter is not held meanwhile. A batch that cannot be written (the
-database away) goes back to the front of the queue while there is room, and is tried again.
-Once an hour, rows older than the retention are purged. ``close`` (at SIGTERM, after uvicorn
-has finished the requests in flight) writes what is still queued.
+serving process' interpreter is not held meanwhile. A batch that cannot be written because the
+database is away goes back to the front of the queue while there is room, and is tried again; a
+batch the database refuses for any other reason (privileges revoked, bad data) is logged, counted
+as failed and dropped, and the writer goes on: it never dies silently. The database need not
+answer at start: the table and its partitions are created when it does, and the rows scored
+meanwhile wait in the queue. Once an hour, the day partitions past the retention are dropped
+(prediction_table.py). ``close`` (at SIGTERM, after uvicorn has finished the requests in flight)
+writes what is still queued, within the time it is given.
 
 What earlier forms cost the requests (1000-row requests, this machine): SQLAlchemy's many-row
 INSERT, then pandas' CSV in the thread, halved the throughput; a table row per customer in
@@ -26,12 +30,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import delete
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from chaos_pyfunc import pg_copy, prediction_table, schema
 from chaos_pyfunc.config import Settings
@@ -46,6 +49,11 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 FLUSH_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
 BATCH_ROWS = 50_000
+CLOSE_SECONDS = 10.0  # close's bound when it is given none
+# The errors of a batch that say the database is away (the COPY process names the type): the rows
+# wait for it. The table or a day's partition missing: made again, the rows retried.
+AWAY = frozenset({"OperationalError", "InterfaceError", CopyProcess.ENDED})
+MISSING = frozenset({"UndefinedTable", "CheckViolation"})  # no such table; no partition for a row
 
 
 class Scored(NamedTuple):
@@ -114,6 +122,7 @@ class PredictionLog:
         self.queue_rows = settings.prediction_log_queue_rows
         self.retention = timedelta(days=settings.prediction_log_retention_days)
         self.dropped = 0  # rows dropped because the queue was full (chaos_prediction_log_dropped_rows)
+        self.failed = 0  # rows whose batch the database refused (chaos_prediction_log_failed_rows)
         self.written = 0  # rows written (chaos_prediction_log_written_rows)
         self._pending: deque[Scored] = deque()
         self._pending_rows = 0
@@ -121,12 +130,36 @@ class PredictionLog:
         self._stop = threading.Event()
         self._interval = flush_seconds
         self._last_purge = 0.0
-        prediction_table.create(self.engine)  # if it does not exist yet
+        self._days: set[date] = set()  # the days whose partitions are known to be attached
+        self.ready = False  # the table is there (created if need be)
         self._copier = CopyProcess(Target(
             settings.url.set(drivername="postgresql").render_as_string(hide_password=False),
             pg_connect_args(settings), prediction_table.COPY))
+        if self.engine.dialect.name != "postgresql":
+            raise prediction_table.LayoutError(
+                f"the prediction log needs PostgreSQL (arrays), not {self.engine.dialect.name}: "
+                "set prediction_log_url, or turn prediction_log off")
+        try:
+            self._prepare()
+        except OperationalError as exc:  # the server starts and serves all the same
+            log.warning("the prediction log's database cannot be reached (%s): not writing yet; up to %d "
+                        "rows wait in memory, and the table is created once it answers",
+                        type(exc).__name__, self.queue_rows)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
+
+    def _prepare(self, days: set[date] | None = None) -> None:
+        """The table, and the partitions of ``days`` (and of today and tomorrow) attached."""
+        if not self.ready:
+            prediction_table.create(self.engine)
+            self.ready = True
+            self._days.clear()
+            log.info("the prediction log writes to the predictions table")
+        today = datetime.now(UTC).date()
+        wanted = {today, today + timedelta(days=1), *(days or ())}
+        if not wanted <= self._days:
+            prediction_table.add_partitions(self.engine, sorted(wanted))
+            self._days |= wanted
 
     def record(self, batch: schema.Batch, appetence: np.ndarray) -> None:
         """Queue one request's rows; never blocks on the database, copies nothing."""
@@ -165,43 +198,86 @@ class PredictionLog:
                 self.dropped += rows
 
     def flush(self) -> bool:
-        """Write everything queued now; False if the database refused (the rows stay queued)."""
+        """Write everything queued now; False if the database is away (its rows stay queued)."""
         while taken := self._take():
-            rows = Rows.of(taken)
-            try:
-                self._copier.write(rows.columns(self.model_version), rows.counts)
-            except CopyFailed as exc:
-                log.warning("writing the prediction log failed: %s; %d rows kept to retry", exc, len(rows))
-                self._give_back(taken)
+            if not self._write(taken):
                 return False
-            self.written += len(rows)
         return True
 
+    def _write(self, taken: list[Scored]) -> bool:
+        """One batch: written, or failed and counted (True); kept for later (False)."""
+        n = sum(len(entry.appetence) for entry in taken)
+        try:
+            days = {datetime.fromtimestamp(entry.scored_at, UTC).date() for entry in taken}
+            for attempt in (1, 2):
+                try:
+                    self._prepare(days)
+                    rows = Rows.of(taken)
+                    self._copier.write(rows.columns(self.model_version), rows.counts)
+                    break
+                except CopyFailed as exc:
+                    if str(exc) not in MISSING or attempt == 2:
+                        raise
+                    self.ready = False  # the table or a partition went missing: made again, once
+            self.written += n
+        except (CopyFailed, OperationalError) as exc:
+            if isinstance(exc, OperationalError) or str(exc) in AWAY:
+                log.warning("the prediction log's database is away (%s); %d rows kept to retry",
+                            exc if isinstance(exc, CopyFailed) else type(exc).__name__, n)
+                self._give_back(taken)
+                return False
+            self._failed(n, str(exc))
+        except Exception as exc:  # anything else: counted and logged (Sentry), the writer goes on
+            self._failed(n, type(exc).__name__, exc)
+        return True
+
+    def _failed(self, rows: int, why: str, exc: Exception | None = None) -> None:
+        self.failed += rows
+        # Only the error's type: its text may quote the rows.
+        log.error("the prediction log could not write a batch (%s): %d rows lost", why, rows,
+                  exc_info=None if exc is None else (type(exc), exc, exc.__traceback__))
+
     def purge(self) -> int:
+        """Drop the day partitions past the retention; the customers they held."""
         cutoff = datetime.now(UTC) - self.retention
-        table = prediction_table.predictions
-        with self.engine.begin() as conn:
-            removed = conn.execute(delete(table).where(table.c.scored_at < cutoff).returning(table.c.rows))
-            return sum(removed.scalars())
+        removed, names = prediction_table.drop_partitions_before(self.engine, cutoff)
+        self._days -= {day for day in self._days if prediction_table.partition_name(day) in names}
+        return removed
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.flush()
-            if time.monotonic() - self._last_purge > PURGE_SECONDS:
-                self._last_purge = time.monotonic()
-                try:
-                    removed = self.purge()
-                except SQLAlchemyError as exc:
-                    log.warning("purging the prediction log failed: %s", type(exc).__name__)
-                else:
-                    if removed:
-                        log.info("purged %d prediction log rows older than %s", removed, self.retention)
+            try:
+                self._tick()
+            except Exception:  # the thread lives on: a dead writer would leave the queue growing
+                log.exception("the prediction log's writer failed; it goes on")
 
-    def close(self) -> None:
-        """Stop the writer and write what is still queued (at shutdown)."""
+    def _tick(self) -> None:
+        self.flush()
+        if self.ready and time.monotonic() - self._last_purge > PURGE_SECONDS:
+            self._last_purge = time.monotonic()
+            try:
+                removed = self.purge()
+            except SQLAlchemyError as exc:
+                log.warning("purging the prediction log failed: %s", type(exc).__name__)
+            else:
+                if removed:
+                    log.info("purged %d prediction log rows older than %s", removed, self.retention)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the writer and write what is still queued (at shutdown), all within ``timeout``
+        seconds (CLOSE_SECONDS if None); what cannot be written by then is counted as dropped."""
+        deadline = time.monotonic() + (CLOSE_SECONDS if timeout is None else timeout)
         self._stop.set()
-        self._thread.join(timeout=10)
-        if not self.flush():
-            log.error("the prediction log could not write %d queued rows at shutdown", self._pending_rows)
-        self._copier.close()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        last = threading.Thread(target=self.flush, name="prediction-log-close", daemon=True)
+        last.start()
+        last.join(max(0.0, deadline - time.monotonic()))
+        if self._pending_rows or last.is_alive():
+            with self._lock:
+                lost, self._pending_rows = self._pending_rows, 0
+                self._pending.clear()
+                self.dropped += lost
+            log.error("the prediction log could not write %d queued rows at shutdown%s", lost,
+                      " (out of time)" if last.is_alive() else "")
+        self._copier.close(max(0.0, deadline - time.monotonic()))
         self.engine.dispose()

@@ -4,18 +4,20 @@ database away keeps the rows to retry; old rows are purged; close writes what is
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from support.rows import contract_rows
 from support.tcp_proxy import TcpProxy
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import prediction_table, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
@@ -171,12 +173,112 @@ def test_a_copy_process_that_died_is_replaced(recorder) -> None:
     assert stored(recorder.engine)["request_id"].tolist() == ["before", "after"]
 
 
-def test_old_rows_are_purged(recorder) -> None:
+def test_old_days_are_dropped_whole(recorder) -> None:
     record(recorder, contract_rows(2, seed=85), "old")
     record(recorder, contract_rows(1, seed=86), "new")
     assert recorder.flush()
-    with recorder.engine.begin() as conn:
-        conn.execute(update(predictions).where(predictions.c.request_id == "old")
-                     .values(scored_at=datetime.now(UTC) - timedelta(days=31)))
+    old_day = datetime.now(UTC) - timedelta(days=31)
+    prediction_table.add_partitions(recorder.engine, [old_day.date()])
+    with recorder.engine.begin() as conn:  # the row moves to the old day's partition
+        conn.execute(update(predictions).where(predictions.c.request_id == "old").values(scored_at=old_day))
     assert recorder.purge() == 2  # customers, in one request
     assert count(recorder.engine) == 1
+    with recorder.engine.connect() as conn:
+        days = prediction_table.partitions(conn)
+    assert old_day.date() not in days and datetime.now(UTC).date() in days
+    record(recorder, contract_rows(1, seed=87), "after")
+    assert recorder.flush() and count(recorder.engine) == 2  # today's partition untouched
+
+
+def test_the_log_starts_with_its_database_away_then_writes_what_waited(pg_url: str) -> None:
+    """No database at start (a real proxy not listening yet): no error, the rows wait; the table
+    and its partitions are created once the database answers, and the rows written."""
+    proxy = TcpProxy(("127.0.0.1", make_url(pg_url).port or 5432))
+    away = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    recorder = log_of(away, version="1", queue_rows=100, connect_timeout_seconds=1)
+    try:
+        assert not recorder.ready
+        record(recorder, contract_rows(3, seed=91), "while-away")
+        assert recorder.flush() is False and recorder.queued == 3
+        proxy.start()
+        assert recorder.flush() and recorder.ready and recorder.written == 3
+        recorder.close()
+    finally:
+        proxy.stop()
+    assert stored(make_engine(Settings(database_url=pg_url)))["request_id"].tolist() == ["while-away"] * 3
+
+
+@pytest.fixture
+def writer_role(pg_url: str) -> Iterator[tuple[str, str]]:
+    """A login role that is not a superuser (privileges can be revoked from it): (its URL, the
+    superuser's URL of the same database)."""
+    role = f"writer_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}"))
+    yield make_url(pg_url).set(username=role).render_as_string(hide_password=False), pg_url
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
+def written_at_least(recorder: PredictionLog, rows: int, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while recorder.written < rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return recorder.written >= rows
+
+
+def test_the_writer_outlives_a_refusal_counts_what_it_lost_and_goes_on(writer_role) -> None:
+    """Real faults under the writer's own thread: INSERT revoked, then the table dropped."""
+    url, admin_url = writer_role
+    recorder = PredictionLog(Settings(database_url=url, prediction_log_queue_rows=1000), "3",
+                             flush_seconds=0.05)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    role = make_url(url).username
+    try:
+        record(recorder, contract_rows(2, seed=92), "granted")
+        assert written_at_least(recorder, 2)
+        with admin.connect() as conn:
+            conn.execute(text(f"REVOKE INSERT ON predictions FROM {role}"))
+        record(recorder, contract_rows(3, seed=93), "revoked")
+        deadline = time.monotonic() + 30
+        while recorder.failed < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (recorder.failed, recorder.queued, recorder.written) == (3, 0, 2)
+        with admin.connect() as conn:
+            conn.execute(text(f"GRANT INSERT ON predictions TO {role}"))
+        record(recorder, contract_rows(1, seed=94), "granted-again")
+        assert written_at_least(recorder, 3)
+        with admin.connect() as conn:
+            conn.execute(text("DROP TABLE predictions CASCADE"))  # the view with it
+        record(recorder, contract_rows(4, seed=95), "after-drop")
+        assert written_at_least(recorder, 7)  # made again, then written
+        assert recorder._thread.is_alive()
+    finally:
+        recorder.close()
+        admin.dispose()
+    logged = stored(make_engine(Settings(database_url=admin_url)))["request_id"].tolist()
+    assert logged == ["after-drop"] * 4  # the table was dropped with what it held
+    assert recorder.failed == 3
+
+
+def test_close_keeps_to_its_time_and_counts_what_it_could_not_write(pg_url: str) -> None:
+    proxy = TcpProxy(("127.0.0.1", make_url(pg_url).port or 5432))
+    proxy.start()
+    try:
+        recorder = log_of(make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False))
+        record(recorder, contract_rows(2, seed=96), "first")
+        assert recorder.flush()
+        proxy.stop()
+        proxy.start(blackhole=True)  # the database hangs: a COPY would wait for its timeouts
+        record(recorder, contract_rows(5, seed=97), "hanging")
+        started = time.monotonic()
+        recorder.close(timeout=1.0)
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert took < 1.5, took
+    assert recorder.dropped == 5 and recorder.written == 2
