@@ -5,7 +5,8 @@ variables and no request bodies, and every event is stripped before it is sent o
 still quote a request: the request itself (URL, headers, cookies, query), exception values
 (a message may quote input; the type and the stack of frames stay), log messages' arguments,
 breadcrumbs and extra data. What is captured: errors logged by the service (a 500, a job that
-crashes) and failed reads of socio_eco (warnings of chaos_pyfunc.socio_eco).
+crashes, a prediction-log batch refused), an exception that ends a thread, and failed reads of
+socio_eco (warnings of chaos_pyfunc.socio_eco).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def start(dsn: str, environment: str, release: str | None = None) -> bool:
         ignore_logger,
         ignore_logger_for_sentry_logs,
     )
+    from sentry_sdk.integrations.threading import ThreadingIntegration
 
     sentry_sdk.init(
         dsn=dsn,
@@ -67,7 +69,9 @@ def start(dsn: str, environment: str, release: str | None = None) -> bool:
         # Events from errors logged; no breadcrumbs, no Sentry Logs (whose handler matched every
         # record against patterns: 45 µs an access line).
         integrations=[LoggingIntegration(level=None, event_level=logging.WARNING, sentry_logs_level=None),
-                      ExcepthookIntegration(), AtexitIntegration()],  # a crashed job; flush at exit
+                      ExcepthookIntegration(), AtexitIntegration(),  # a crashed job; flush at exit
+                      # an exception that ends a thread (the writers catch theirs: a bug's last word)
+                      ThreadingIntegration(propagate_scope=False)],
         before_send=scrub,
     )
     for ignore in (ignore_logger, ignore_logger_for_sentry_logs):  # one line per request, never an

@@ -4,6 +4,7 @@ sent holds a value of the request, an exception's message, a local variable or a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -58,3 +59,16 @@ def test_scrub_keeps_the_type_and_frames_and_drops_the_rest() -> None:
     assert scrubbed["exception"]["values"][0]["type"] == "KeyError"
     assert scrubbed["exception"]["values"][0]["stacktrace"]["frames"] == [{"function": "score"}]
     assert scrubbed["logentry"] == {"message": "failed: %s"}
+
+
+def test_an_exception_that_ends_a_thread_is_sent(sentry: Envelopes) -> None:
+    def dies() -> None:
+        raise RuntimeError(MARKER)
+
+    thread = threading.Thread(target=dies, name="a-writer")
+    thread.start()
+    thread.join()
+    sentry_sdk.flush(timeout=10)
+    (event,) = sentry.events()
+    assert b"RuntimeError" in event and b"threading" in event  # the integration's mechanism
+    assert MARKER.encode() not in sentry.all_bytes()
