@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from chaos_pyfunc.cli import EXIT_CODES
 from chaos_pyfunc.config import settings_table
 
 BENCH = Path(__file__).resolve().parent
@@ -116,9 +117,16 @@ def overhead_table() -> str:
     return "\n".join(lines)
 
 
+def exit_codes_table() -> str:
+    """Every `chaos` command's exit codes, as `chaos --help` gives them (cli.EXIT_CODES)."""
+    return "\n".join(["| code | meaning |", "|---|---|",
+                      *(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
                                         "outage": outage_table, "soak": soak_line,
-                                        "overhead": overhead_table, "settings": settings_table}
+                                        "overhead": overhead_table, "settings": settings_table,
+                                        "exit_codes": exit_codes_table}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
 
 

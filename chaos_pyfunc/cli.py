@@ -1,10 +1,16 @@
-"""`chaos`: the command line for people, the Makefile, MLproject and CI."""
+"""`chaos`: the command line for people, the Makefile, MLproject and CI.
+
+Every command exits with one of EXIT_CODES, so a CronJob, CI or an alert tells a verdict from a
+breakage: 1 is an answer (the gate refused, the inputs drifted), 3 a command that could not do
+its work (a database away, a bug), whose traceback is logged (and sent to Sentry when it is on).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
@@ -58,7 +64,25 @@ HYPERPARAMETERS = (("learning_rate", float, "gradient boosting's shrinkage"),
 
 
 class Refused(Exception):
-    """The command ran and said no (a gate refusal): its report is printed, the exit code is 1."""
+    """The command ran and said no (a gate refusal, drift): its report is printed, the exit code is 1."""
+
+
+DONE, VERDICT, USAGE, FAILURE = 0, 1, 2, 3
+EXIT_CODES = {
+    DONE: "done",
+    VERDICT: "a verdict: the command did its work and says no (chaos promote or retrain: the gate "
+             "refused; chaos drift: the inputs drifted)",
+    USAGE: "a usage or configuration error: a bad argument or setting, a missing file or model; "
+           "nothing was done",
+    FAILURE: "a failure: the command could not do its work (a database or registry away, a bug); "
+             "its traceback is in the log",
+}
+
+
+def exit_codes_text() -> str:
+    """The table of exit codes, for `chaos --help` and docs/operations.md."""
+    lines = [f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\n".join(["exit codes, every command:", *lines])
 
 
 def _hyperparameters(args: argparse.Namespace) -> Hyperparameters:
@@ -128,7 +152,7 @@ def _keys_revoke(args: argparse.Namespace) -> str:
 
 
 def _drift(args: argparse.Namespace) -> str:
-    from chaos_pyfunc import drift
+    from chaos_pyfunc import drift, registry
 
     try:
         result = drift.report(load_settings(), args.since, args.reference)
@@ -139,6 +163,12 @@ def _drift(args: argparse.Namespace) -> str:
              f"training contacts: {len(result.drifted)} of {len(result.features)} features drifted"
              + (f" ({', '.join(result.drifted)})" if result.drifted else ""),
              f"report: {page}", f"summary: {summary}"]
+    if os.environ.get("MLFLOW_TRACKING_URI"):  # kept in the registry, beside the version judged
+        run_id = registry.keep_report(
+            registry.use_tracking_store(), "drift", result.model_version, [page, summary],
+            {"drifted_share": result.share, "rows": result.rows},
+            {"since": args.since, "alarm": str(result.alarm).lower()})
+        lines.append(f"kept in the registry: run {run_id} (artifacts drift/drift.html, drift/drift.json)")
     if result.alarm:
         alarm = f"drift alarm: more than {result.share_threshold:.0%} of the features drifted"
         raise Refused("\n".join([*lines, alarm]))
@@ -170,7 +200,9 @@ def _serve(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chaos", description=__doc__)
+    parser = argparse.ArgumentParser(prog="chaos", description=__doc__.split("\n\n")[0],
+                                     epilog=exit_codes_text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     db = commands.add_parser("db", help="create the schema and load CSV files").add_subparsers(
@@ -258,11 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(args.run(args))
     except Refused as refusal:
         print(refusal)
-        return 1
+        return VERDICT
     except (ConfigError, DataError, FileNotFoundError, UnusableModel, KeysFileError) as exc:
         print(f"chaos: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return USAGE
+    except Exception as exc:  # the command broke: not a verdict; the type only (its text may quote data)
+        command = " ".join((sys.argv[1:] if argv is None else list(argv))[:1])
+        logging.getLogger(__name__).exception("chaos %s failed", command)
+        print(f"chaos: failed: {type(exc).__name__} (exit code {FAILURE}; the traceback is above)",
+              file=sys.stderr)
+        return FAILURE
+    return DONE
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame,
 
 def logged_rows(settings: Settings, since: timedelta) -> pd.DataFrame:
     """The rows scored in the period, from the prediction log, with the version that scored them."""
-    engine = make_engine(Settings(database_url=settings.prediction_log_database_url))
+    # The environment's settings (timeouts, pool) on the prediction log's database.
+    engine = make_engine(settings.replaced(database_url=settings.prediction_log_database_url))
     columns = [prediction_rows.c[c] for c in ("model_version", *schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)]
     try:
         with engine.connect() as conn:

@@ -62,3 +62,27 @@ def holder(client: mlflow.MlflowClient, alias: str) -> ModelVersion | None:
 
 def aliases_of(client: mlflow.MlflowClient, version: str) -> list[str]:
     return list(client.get_model_version(REGISTERED_MODEL, version).aliases)
+
+
+def keep_report(client: mlflow.MlflowClient, kind: str, version: str | None, files: list[Path],
+                metrics: dict[str, float], tags: dict[str, str]) -> str:
+    """A job's report (``kind``: drift) kept as the artifacts of a run of its own, beside the
+    training run of the version it judged (in that run's experiment), the version tagged with
+    it (``<kind>.run_id``); where people open the model's versions, they find its reports. The
+    run's id."""
+    experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id  # type: ignore[union-attr]
+    if version is not None:
+        trained = client.get_model_version(REGISTERED_MODEL, version).run_id
+        if trained is not None:
+            experiment_id = client.get_run(trained).info.experiment_id
+    run = client.create_run(experiment_id, run_name=f"{kind} of version {version}",
+                            tags={"chaos.report": kind, "chaos.model_version": str(version), **tags})
+    run_id = run.info.run_id
+    for name, value in metrics.items():
+        client.log_metric(run_id, name, value)
+    for file in files:
+        client.log_artifact(run_id, str(file), artifact_path=kind)
+    client.set_terminated(run_id)
+    if version is not None:
+        client.set_model_version_tag(REGISTERED_MODEL, version, f"{kind}.run_id", run_id)
+    return run_id

@@ -5,7 +5,7 @@ import pytest
 from conftest import SOCIO_ECO_CSV
 from sqlalchemy import create_engine, text
 
-from chaos_pyfunc.cli import build_parser, main
+from chaos_pyfunc.cli import DONE, EXIT_CODES, FAILURE, USAGE, VERDICT, build_parser, exit_codes_text, main
 
 
 def test_db_init_then_load_on_postgres(pg_url: str, monkeypatch, capsys) -> None:
@@ -40,6 +40,24 @@ def test_errors_exit_2_with_a_message_and_no_password(tmp_path: Path, monkeypatc
     monkeypatch.setenv("CHAOS_MAX_INDICATOR_AGE_MONTHS", "-1")
     assert main(["db", "init"]) == 2
     assert "hunter2" not in capsys.readouterr().err
+
+
+def test_a_command_that_cannot_do_its_work_exits_3_not_1(monkeypatch, capsys) -> None:
+    """A database away is a failure (3), never mistaken for a verdict (1) by a CronJob's alert."""
+    # pragma: allowlist nextline secret (a made-up password: nothing listens on port 1)
+    monkeypatch.setenv("CHAOS_DATABASE_URL", "postgresql+psycopg2://app:hunter2@127.0.0.1:1/x")
+    monkeypatch.setenv("CHAOS_CONNECT_TIMEOUT_SECONDS", "1")
+    assert main(["db", "init"]) == FAILURE == 3
+    err = capsys.readouterr().err
+    assert "chaos: failed: OperationalError (exit code 3" in err and "hunter2" not in err
+
+
+def test_help_ends_with_the_exit_codes_every_command_uses() -> None:
+    help_text = build_parser().format_help()
+    assert help_text.endswith(exit_codes_text() + "\n")
+    assert [DONE, VERDICT, USAGE, FAILURE] == sorted(EXIT_CODES) == [0, 1, 2, 3]
+    for code, meaning in EXIT_CODES.items():
+        assert f"  {code}  {meaning}" in help_text
 
 
 COMMANDS = {"db", "train", "promote", "retrain", "export", "keys", "drift", "score", "serve"}

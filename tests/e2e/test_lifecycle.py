@@ -177,6 +177,20 @@ def test_drift_compares_with_the_training_contacts_of_the_version_served(
     assert summary["reference"].startswith(f"the training contacts of version {staged} (run ")
     assert summary["reference_rows"] == 38_429 and not summary["alarm"]
     assert "appetence" in {f["feature"] for f in summary["features"]}  # scored by the version's pipeline
+    # The report is kept in the registry, beside the version it judged.
+    run_id = lifecycle.tags(staged)["drift.run_id"]
+    assert f"kept in the registry: run {run_id}" in done.stdout
+    client = lifecycle.client()
+    run = client.get_run(run_id)
+    trained = client.get_run(client.get_model_version(REGISTERED_MODEL, staged).run_id)
+    assert run.info.experiment_id == trained.info.experiment_id
+    assert (run.data.tags["chaos.report"], run.data.tags["chaos.model_version"]) == ("drift", staged)
+    assert run.data.metrics["rows"] == 1500
+    assert {a.path for a in client.list_artifacts(run_id, "drift")} == {"drift/drift.html",
+                                                                          "drift/drift.json"}
+    (tmp_path / "kept").mkdir()
+    kept = Path(client.download_artifacts(run_id, "drift/drift.json", str(tmp_path / "kept")))
+    assert json.loads(kept.read_text()) == summary
 
 
 def test_a_model_fitted_on_shuffled_labels_is_refused_with_the_rule(lifecycle: Lifecycle, staged: str,

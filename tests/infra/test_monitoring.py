@@ -35,7 +35,7 @@ def exposed() -> set[str]:
             return 1.0
 
     class Log:
-        written, dropped, queued = 10, 1, 2
+        written, dropped, failed, queued = 10, 1, 1, 2
 
     metrics.indicators.source = Source()
     metrics.prediction_log.source = Log()
