@@ -14,22 +14,23 @@ export PATH := $(BIN):$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Two layers in one .venv: what serving needs (the runtime lock, what the image installs), which
-# `make serve` installs alone; then the test, Spark and drift tools, for every other target.
-$(VENV)/.runtime: requirements.lock pyproject.toml
+# Two layers in one .venv, as in the images: what serving needs (requirements-serve.lock, the
+# serving image's), which `make serve` installs alone; then the full lock (training) and the test,
+# Spark and drift tools, for every other target.
+$(VENV)/.runtime: requirements-serve.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-serve.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.runtime requirements-drift.lock requirements-dev.lock requirements-spark.lock
+$(VENV)/.installed: $(VENV)/.runtime requirements.lock requirements-drift.lock requirements-dev.lock requirements-spark.lock
 	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
 	$(BIN)/pip install --quiet --no-deps -r requirements-drift.lock
 	touch $@
 
 runtime: $(VENV)/.runtime
-venv: $(VENV)/.installed ## create .venv with the locked dependencies and the chaos package (make serve: the runtime lock only)
+venv: $(VENV)/.installed ## create .venv with the locked dependencies and the chaos package (make serve: the serving lock only)
 
 # The offline infrastructure checkers live apart from the service's venv: checkov pins its own
 # versions of packages MLflow also needs.
@@ -129,9 +130,11 @@ bench-batch: venv ## batch-score the 38k customers and a generated 1M-row file (
 	$(BIN)/chaos score --input var/bench/customers_1m.csv --output var/bench/scores_1m.csv
 
 IMAGE      ?= localhost/chaos:dev
+JOBS_IMAGE ?= localhost/chaos/jobs:dev
 BASE_IMAGE ?= python:3.11-slim
-image: ## build the service image with podman as $(IMAGE) (BASE_IMAGE=localhost/chaos-base:bookworm offline)
-	BASE_IMAGE=$(BASE_IMAGE) .ci/build-image $(IMAGE)
+image: ## build both images with podman: serving as $(IMAGE), jobs as $(JOBS_IMAGE) (BASE_IMAGE=localhost/chaos-base:bookworm offline)
+	BASE_IMAGE=$(BASE_IMAGE) .ci/build-image $(IMAGE) serve
+	BASE_IMAGE=$(BASE_IMAGE) .ci/build-image $(JOBS_IMAGE) jobs
 
 base-image: ## make localhost/chaos-base:bookworm from Debian packages (for machines without a registry)
 	.ci/build-base-image

@@ -21,6 +21,10 @@ EMBEDDED_DATABASE_PATH = Path("var") / "chaos.db"
 EMBEDDED_DATABASE_URL = f"sqlite:///{EMBEDDED_DATABASE_PATH}"
 
 CONFIG_FILE_VAR = "CHAOS_CONFIG"
+# The end of the shutdown budget kept from the drain, for writing what is queued (the access
+# lines, the prediction log's rows): a drain that used the whole budget would leave them no time
+# before the kubelet's SIGKILL.
+SHUTDOWN_RESERVE_SECONDS = 5.0
 
 
 class ConfigError(ValueError):
@@ -60,10 +64,13 @@ class Settings(BaseModel):
         "0: 503 at once", ge=0)
     max_body_bytes: int = _setting(8 * 1024 * 1024, "bigger bodies get 413 before they are read", ge=1024)
     max_rows: int = _setting(10_000, "more rows per request get 413 before they are parsed", ge=1)
-    max_in_flight: int = _setting(32, "requests handled at once; more get 503 at once", ge=1)
+    max_in_flight: int = _setting(
+        32, "requests scored at once (a body still arriving holds no slot); more get 503 at once", ge=1)
     request_timeout_seconds: float = _setting(10.0, "a request not answered by then gets 504", gt=0)
     shutdown_timeout_seconds: float = _setting(
-        20.0, "on SIGTERM, how long requests in flight get to finish (below the pod's grace period)", ge=0)
+        20.0, "on SIGTERM, the whole time to exit: requests in flight get all but the last "
+        f"{SHUTDOWN_RESERVE_SECONDS:g} s, writing what is queued the rest (below the pod's grace period)",
+        ge=0)
     model_uri: str = _setting(
         "model", "the model `chaos serve` serves: a directory or an MLflow URI (models:/chaos-appetence/7)",
         min_length=1)
@@ -75,8 +82,14 @@ class Settings(BaseModel):
         "", "the API keys file (ids and hashes, `chaos keys create`); empty: every client is let in")
     tls_cert_file: str = _setting("", "the PEM certificate; with the key, only HTTPS is served")
     tls_key_file: str = _setting("", "the PEM private key of tls_cert_file (both, or neither)")
+    tls_reload_seconds: float = _setting(
+        60.0, "how often the TLS files are checked; a renewed pair serves new connections without a restart",
+        gt=0)
     header_timeout_seconds: float = _setting(
         10.0, "a connection without a complete request head by then is closed (408)", gt=0)
+    body_timeout_seconds: float = _setting(
+        20.0, "a request body not received whole this long after its head gets 408 and the connection "
+        "is closed", gt=0)
     max_connections: int = _setting(
         1000, "open connections; past them new requests get 503 (at least max_in_flight)", ge=1)
     metrics_port: int = _setting(

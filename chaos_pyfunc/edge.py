@@ -5,7 +5,11 @@ the internet needs and uvicorn lacks.
   (from its opening, or from the end of the previous answer on a keep-alive connection) is
   closed: with a 408 if it had sent part of a head, silently if it had sent nothing.
 - A request head over uvicorn's bound (h11's 16 KiB) gets a JSON 431, a malformed one a JSON 400,
-  instead of a bare text answer.
+  instead of a bare text answer. The 408 and the 431 are counted in the refusals' metric.
+- A connection answered before the client has sent its whole body (a 401, a 404, an early 413)
+  is closed: uvicorn would otherwise discard the rest for as long as it comes, and a client
+  sending a byte now and then would keep the connection forever. (The gateway bounds the time to
+  receive the bodies it reads: ``body_timeout_seconds``.)
 - A lingering close: when the server closes a connection whose client may still be sending (an
   early 413, a refused 401), it half-closes, then reads and discards what comes for up to
   LINGER_SECONDS or LINGER_BYTES before closing. A client that sends its whole body before it
@@ -22,6 +26,8 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
+
+from chaos_pyfunc.metrics import HEADER_TIMEOUT, HEADER_TOO_LARGE, Metrics
 
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 * 1024 * 1024
@@ -51,6 +57,7 @@ class EdgeProtocol(H11Protocol):
     """H11Protocol plus a request-head timeout, JSON 431/400 answers and a lingering close."""
 
     header_timeout_seconds = 10.0
+    metrics: Metrics | None = None  # the server's, for the refusals answered here
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._real = transport
@@ -73,10 +80,18 @@ class EdgeProtocol(H11Protocol):
             self._real.write(_error(408, "Request Timeout", "REQUEST_TIMEOUT",
                                     f"the request head was not complete within "
                                     f"{self.header_timeout_seconds:g} s"))
+            self._refused(HEADER_TIMEOUT)
         self._real.close()
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused(reason)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY:  # answered before the body was read whole
+            self.transport.close()  # a lingering close: the answer is read, the rest is bounded
+            return
         self._arm_head_timer()  # the next head on a keep-alive connection is bounded too
 
     def data_received(self, data: bytes) -> None:
@@ -121,12 +136,14 @@ class EdgeProtocol(H11Protocol):
         if pending >= limit:
             answer = _error(431, "Request Header Fields Too Large", "REQUEST_LIMIT_EXCEEDED",
                             f"request head larger than {limit} bytes")
+            self._refused(HEADER_TOO_LARGE)
         else:
             answer = _error(400, "Bad Request", "BAD_REQUEST", "not a valid HTTP/1.1 request")
         self._real.write(answer)
         self.transport.close()
 
 
-def protocol_class(header_timeout_seconds: float) -> type[EdgeProtocol]:
-    """EdgeProtocol with this server's head timeout, for uvicorn.run(http=...)."""
-    return type("ConfiguredEdgeProtocol", (EdgeProtocol,), {"header_timeout_seconds": header_timeout_seconds})
+def protocol_class(header_timeout_seconds: float, metrics: Metrics | None = None) -> type[EdgeProtocol]:
+    """EdgeProtocol with this server's head timeout and metrics, for uvicorn.Config(http=...)."""
+    return type("ConfiguredEdgeProtocol", (EdgeProtocol,),
+                {"header_timeout_seconds": header_timeout_seconds, "metrics": metrics})

@@ -5,7 +5,10 @@ MLflow's app speaks the scoring protocol. What it does not do, this layer does:
 - a body over ``max_body_bytes`` is refused with 413 before it is read whole, and a request of
   more than ``max_rows`` rows with 413 before MLflow parses it; malformed JSON gets a 400
   naming the field;
-- past ``max_in_flight`` requests being handled, new ones get 503 at once (load shedding), and
+- a body not received whole within ``body_timeout_seconds`` gets 408 and its connection is
+  closed; while it arrives it holds no scoring slot, only its bytes in a budget shared by all the
+  bodies being received (503 past it);
+- past ``max_in_flight`` requests being scored, new ones get 503 at once (load shedding), and
   none waits longer than ``request_timeout_seconds`` (504);
 - every error answer is rewritten to ``{"error_code", "message"}`` with a message of ours:
   MLflow's own repeat the input rows (customer data) and carry stack traces;
@@ -37,6 +40,7 @@ from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.observer import Answered, Observer
 from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
+from chaos_pyfunc.shutdown import ShutdownClock
 
 log = logging.getLogger(__name__)
 # A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
@@ -51,6 +55,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 OPEN_PATHS = frozenset({"/ping", "/health"})  # the probes: no API key
 UNAUTHENTICATED = ("a valid API key is required: send the header Authorization: Bearer <key>")
+BUSY = "the server is busy; retry in a second"
+SHUTTING_DOWN = "the server is shutting down; retry in a second"
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,39 @@ class Limits:
     max_rows: int
     max_in_flight: int
     request_timeout_seconds: float
+    body_timeout_seconds: float
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
         return cls(settings.max_body_bytes, settings.max_rows, settings.max_in_flight,
-                   settings.request_timeout_seconds)
+                   settings.request_timeout_seconds, settings.body_timeout_seconds)
+
+    @property
+    def receiving_bytes(self) -> int:
+        """The bytes of all the bodies being received at once: as many full bodies as are scored."""
+        return self.max_in_flight * self.max_body_bytes
+
+
+class BodyBudget:
+    """The bytes of the request bodies being received, all connections together, under a bound.
+
+    A body holds no scoring slot while it arrives (a slow client would hold one until its body
+    deadline, and with a few others shut every client out): its memory is bounded here instead.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes in, unless that would pass the bound."""
+        if self.taken + size > self.limit:
+            return False
+        self.taken += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.taken -= size
 
 
 class Gateway:
@@ -71,10 +105,12 @@ class Gateway:
 
     def __init__(self, app: ASGIApp, limits: Limits, openapi: dict[str, Any],
                  model: dict[str, str | None] | None = None, keys: KeyRing | None = None,
-                 metrics: Metrics | None = None, metrics_here: bool = True) -> None:
+                 metrics: Metrics | None = None, metrics_here: bool = True,
+                 shutdown: ShutdownClock | None = None) -> None:
         quiet_mlflow_quotes()
         self.app = app
         self.limits = limits
+        self.receiving = BodyBudget(limits.receiving_bytes)
         self.keys = keys  # None: every client is let in (the embedded default)
         self.in_flight = 0
         self.metrics = metrics or Metrics()
@@ -82,6 +118,9 @@ class Gateway:
         self.metrics.describe_model(model or {})
         self._metrics_here = metrics_here  # False: /metrics is on its own port (metrics_port)
         self.prediction_log: PredictionLog | None = None  # written out at the shutdown
+        # The shutdown's deadline (serve.py starts it at SIGTERM): what is left of it after the
+        # drain is all the writing out gets.
+        self.shutdown = shutdown or ShutdownClock(Settings().shutdown_timeout_seconds)
         self._openapi = json.dumps(openapi).encode()
         # Which model answers (serve.ServedModel): GET /model, and X-Model-Version on every answer.
         self._model = json.dumps(model or {}).encode()
@@ -141,6 +180,11 @@ class Gateway:
                 await self._answer(sent, scope, (await self._run(scope, receive)).as_text())
             else:
                 await self._answer(sent, scope, await self._run(scope, receive))
+        except asyncio.CancelledError:  # the shutdown's drain is over (shutdown.py)
+            if not status:  # ours, in JSON, rather than uvicorn's bare 500
+                await respond(sent, 503, error_body("TEMPORARILY_UNAVAILABLE", SHUTTING_DOWN),
+                              retry_after=True, close=True)
+            raise
         finally:
             self._observe(request_id, method, path, status, rows, time.perf_counter() - started, client)
 
@@ -156,9 +200,9 @@ class Gateway:
 
         async def shutting_down(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                await asyncio.to_thread(self.observer.close)
+                await asyncio.to_thread(self.observer.close, self.shutdown.remaining())
                 if self.prediction_log is not None:
-                    await asyncio.to_thread(self.prediction_log.close)
+                    await asyncio.to_thread(self.prediction_log.close, timeout=self.shutdown.remaining())
             await send(message)
 
         return shutting_down
@@ -168,15 +212,19 @@ class Gateway:
         """POST /invocations; with ``single``, POST /appetence: one flat customer object, taken
         through the very same path as a one-row dataframe_records request."""
         limits = self.limits
+        try:
+            body = await read_body(scope, receive, limits.max_body_bytes, limits.body_timeout_seconds,
+                                   self.receiving)
+        except Refusal as refusal:  # the rest of the body is not read: the connection cannot be reused
+            await refuse(send, refusal, close=True)
+            return None
+        # The slot only now, the body in hand: a client still sending it holds none.
         if self.in_flight >= limits.max_in_flight:
-            await respond(send, 503, error_body("TEMPORARILY_UNAVAILABLE",
-                                                "the server is busy; retry in a second"),
-                          retry_after=True)
+            await refuse(send, Refusal(503, BUSY))
             return None
         self.in_flight += 1
         inner: asyncio.Future[Captured] | None = None
         try:
-            body = await read_body(scope, receive, limits.max_body_bytes)
             content_type = media_type(scope)
             if single:
                 if content_type != "application/json":
@@ -196,8 +244,7 @@ class Gateway:
             await self._answer(send, scope, captured.as_single() if single else captured)
             return rows
         except Refusal as refusal:
-            await respond(send, refusal.status, error_body(refusal.error_code, refusal.message),
-                          close=refusal.status == 413)
+            await refuse(send, refusal)
             return None
         except TimeoutError:
             await respond(send, 504, canned(504), retry_after=True)
@@ -296,24 +343,44 @@ def header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it is known to exceed ``limit``."""
+async def read_body(scope: Scope, receive: Receive, limit: int, seconds: float, budget: BodyBudget) -> bytes:
+    """The whole request body, refused as soon as it is known to exceed ``limit`` (413), when a
+    chunk would pass the ``budget`` of the bodies being received (503), or when it is not whole
+    within ``seconds`` (408).
+
+    A deadline for the whole body, not an idle timeout between reads: an idle timeout lets a client
+    sending one byte every (timeout - epsilon) hold its connection forever.
+    """
     declared = header(scope, b"content-length")
     too_big = Refusal(413, f"body larger than {limit} bytes; send fewer rows per request")
     if declared.isdigit() and int(declared) > limit:
         raise too_big
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Refusal(400, "the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Refusal(400, "the client went away before sending the whole body")
+                chunk = message.get("body", b"")
+                if size + len(chunk) > limit:
+                    raise too_big
+                if not budget.take(len(chunk)):
+                    raise Refusal(503, BUSY)
+                size += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise Refusal(408, f"the request body was not complete within {seconds:g} s") from None
+    finally:
+        budget.give_back(size)
+
+
+async def refuse(send: Send, refusal: Refusal, close: bool = False) -> None:
+    await respond(send, refusal.status, error_body(refusal.error_code, refusal.message),
+                  retry_after=refusal.status in (503, 504), close=close)
 
 
 async def respond(send: Send, status: int, content: bytes, retry_after: bool = False,

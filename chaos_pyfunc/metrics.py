@@ -22,8 +22,12 @@ from prometheus_client.registry import Collector
 
 ENDPOINTS = frozenset({"/invocations", "/appetence", "/ping", "/health", "/version", "/model",
                        "/openapi.json", "/metrics"})
+# The gateway's refusals, by the status it answers. Its 408 is a body not received in time: a head
+# not received in time, or too large, never reaches it, and the edge counts those (Metrics.refused).
 REFUSALS = {413: "too_large", 503: "busy_or_unavailable", 504: "timeout", 401: "unauthenticated",
-            408: "header_timeout", 431: "header_too_large"}
+            408: "body_timeout"}
+HEADER_TIMEOUT, HEADER_TOO_LARGE = "header_timeout", "header_too_large"
+REFUSAL_REASONS = frozenset({*REFUSALS.values(), HEADER_TIMEOUT, HEADER_TOO_LARGE})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ROW_BUCKETS = (1, 10, 100, 1000, 10000)
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
@@ -175,9 +179,13 @@ class Metrics:
         if rows is not None and status == 200:
             self.rows.observe(rows)
         if status in REFUSALS:
-            self.refusals.labels(REFUSALS[status]).inc()
+            self.refused(REFUSALS[status])
         if key_id is not None:
             self.clients.labels(key_id).inc()
+
+    def refused(self, reason: str) -> None:
+        """One refusal, for ``reason`` (one of REFUSAL_REASONS)."""
+        self.refusals.labels(reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -122,9 +122,12 @@ class Observer:
             except Exception:  # the thread lives on: a dead one would leave the queue growing
                 errors.exception("the observer failed to count or write a batch")
 
-    def close(self) -> None:
-        """Stop the thread and write what is still queued (at shutdown)."""
+    def close(self, timeout: float) -> None:
+        """Stop the thread and write what is still queued (at shutdown), within ``timeout`` seconds
+        (what the shutdown's budget leaves, shutdown.py) for the thread's batch in progress."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # stuck writing (stderr blocked): a drain would wait on it
+                return
         self.drain()

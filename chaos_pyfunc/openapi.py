@@ -55,6 +55,8 @@ def spec(settings: Settings) -> dict[str, Any]:
     }
     errors = {
         "400": _error("a field is missing, malformed or out of range; the message names it and the rows"),
+        "408": _error(f"the body not received whole within {settings.body_timeout_seconds:g} s of the "
+                      "request head; the connection is closed"),
         "413": _error(f"body over {settings.max_body_bytes} bytes or more than {settings.max_rows} rows"),
         "415": _error("Content-Type is not application/json or text/csv"),
         "500": _error("a bug: logged on the server"),

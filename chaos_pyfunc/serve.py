@@ -2,8 +2,9 @@
 
 What `mlflow models serve --env-manager local` runs (uvicorn on MLflow's FastAPI app), minus
 its launcher process, plus the gateway. One process: SIGTERM reaches uvicorn itself, which
-stops accepting connections, lets the requests in flight finish (up to
-``shutdown_timeout_seconds``), then exits.
+stops accepting connections, lets the requests in flight finish, writes out what is queued, then
+exits, all within ``shutdown_timeout_seconds`` of the signal (shutdown.py). With TLS, a renewed
+certificate is served without a restart (tls.py).
 
 The model is a directory (the image's model/) or any MLflow model URI: ``models:/chaos-appetence/7``
 as the pods pin it, or ``models:/chaos-appetence@staging``. A URI is downloaded once, at start;
@@ -14,16 +15,21 @@ running keep serving.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import socket
 import sys
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 import yaml
 from prometheus_client import start_http_server
+from uvicorn.config import STARTUP_FAILURE
 
 from chaos_pyfunc import edge, openapi
 from chaos_pyfunc.auth import KeyRing
@@ -35,6 +41,8 @@ from chaos_pyfunc.observer import BatchedStreamHandler
 from chaos_pyfunc.package_version import UnusableModel, check_compatible
 from chaos_pyfunc.prediction_log import PredictionLog
 from chaos_pyfunc.registry import REGISTERED_MODEL_META
+from chaos_pyfunc.shutdown import ShutdownClock
+from chaos_pyfunc.tls import CertificateWatch
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +99,35 @@ def locate(uri: str, download_dir: Path) -> ServedModel:
                        package)
 
 
-def create_app(served: ServedModel, settings: Settings) -> Gateway:
+class Server(uvicorn.Server):
+    """uvicorn's server, its shutdown timed from the signal, its TLS certificate watched."""
+
+    def __init__(self, config: uvicorn.Config, clock: ShutdownClock,
+                 certificates: CertificateWatch | None) -> None:
+        super().__init__(config)
+        self.clock = clock
+        self.certificates = certificates
+        self._watching: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.clock.start()  # the budget runs from the signal, not from uvicorn's next tick
+        super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.certificates is not None:
+            self._watching = asyncio.create_task(self.certificates.watch())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.clock.start()  # if no signal did (uvicorn's own reasons to stop)
+        if self._watching is not None:
+            self._watching.cancel()
+        # uvicorn reads its drain's bound here; typed an int, it waits any number of seconds
+        self.config.timeout_graceful_shutdown = self.clock.drain_seconds()  # type: ignore[assignment]
+        await super().shutdown(sockets)
+
+
+def create_app(served: ServedModel, settings: Settings, shutdown: ShutdownClock) -> Gateway:
     """Load the model (its load_context reads the settings too) and wrap MLflow's app for it."""
     from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
     from mlflow.pyfunc import scoring_server
@@ -122,7 +158,8 @@ def create_app(served: ServedModel, settings: Settings) -> Gateway:
         start_http_server(settings.metrics_port, registry=metrics.registry)
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     gateway = Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings),
-                      served.as_dict(), keys, metrics, metrics_here=not settings.metrics_port)
+                      served.as_dict(), keys, metrics, metrics_here=not settings.metrics_port,
+                      shutdown=shutdown)
     gateway.prediction_log = recorder
     if scorer is not None:  # the appetences' histogram
         scorer.listeners.insert(0, lambda batch, appetences: gateway.observer.scored(appetences))
@@ -147,13 +184,21 @@ def serve(model_uri: str, host: str, port: int) -> None:
             log.error("not serving: %s", exc)
             raise
         log.info("serving %s", served.describe())
-        app = create_app(served, settings)
+        clock = ShutdownClock(settings.shutdown_timeout_seconds)
+        app = create_app(served, settings, clock)
         tls = bool(settings.tls_cert_file)
         log.info("serving %s on %s://%s:%d", served.describe(), "https" if tls else "http", host, port)
-        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                    # uvicorn types it an int; it waits any number of seconds
-                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
-                    http=edge.protocol_class(settings.header_timeout_seconds),
-                    limit_concurrency=settings.max_connections,
-                    ssl_certfile=settings.tls_cert_file or None, ssl_keyfile=settings.tls_key_file or None)
+        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
+                                http=edge.protocol_class(settings.header_timeout_seconds, app.metrics),
+                                limit_concurrency=settings.max_connections,
+                                ssl_certfile=settings.tls_cert_file or None,
+                                ssl_keyfile=settings.tls_key_file or None)
+        config.load()  # makes the SSLContext every handshake uses: the one a renewed pair goes into
+        certificates = None if config.ssl is None else CertificateWatch(
+            config.ssl, settings.tls_cert_file, settings.tls_key_file, settings.tls_reload_seconds)
+        server = Server(config, clock, certificates)
+        with suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:  # as uvicorn.run: a server that never listened exits with an error
+            sys.exit(STARTUP_FAILURE)
 

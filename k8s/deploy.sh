@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Deploy one image and one model version to one environment, wait for the rollout, then score
-# the example request and check the version served.
+# Deploy one build (its serving and jobs images) and one model version to one environment, wait
+# for the rollout, then score the example request and check the version served.
 #
-#   k8s/deploy.sh <develop|staging|master> <image-ref>            apply, wait, smoke test
-#   k8s/deploy.sh --render <develop|staging|master> <image-ref>   only print the manifests
+#   k8s/deploy.sh <env> <image-ref> [<jobs-image-ref>]            apply, wait, smoke test
+#   k8s/deploy.sh --render <env> <image-ref> [<jobs-image-ref>]   only print the manifests
 #
-# <image-ref> is the full image, e.g. registry.gitlab.com/bank-data/chaos/chaos:abc1234 (the
-# commit's immutable tag). kubectl must already point at the cluster (the GitLab deploy job).
+# <env> is develop, staging or master. <image-ref> is the serving image (the Deployment's),
+# <jobs-image-ref> the jobs image of the same build (the nightly CronJobs'; staging and master
+# run them, develop has none). Each is name@sha256:<digest>, as the pipeline deploys them
+# (.gitlab-ci.yml), or name:tag, e.g. registry.gitlab.com/bank-data/chaos/chaos@sha256:… and
+# registry.gitlab.com/bank-data/chaos/chaos/jobs@sha256:…. kubectl must already point at the
+# cluster (the GitLab deploy job).
 #
 # The model: the version the environment's alias names now (MODEL_ALIAS; default staging for
 # develop and staging, production for master) is resolved once, here, and pinned in the pod
@@ -23,14 +27,35 @@ set -euo pipefail
 
 K8S_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$K8S_DIR")
-# The image name the overlays set (images: newName); the override below must match it, or it
-# would silently change nothing.
+# The image names the overlays set (images: newName); the overrides below must match them, or
+# they would silently change nothing.
 OVERLAY_IMAGE=registry.gitlab.com/bank-data/chaos/chaos
+OVERLAY_JOBS_IMAGE=$OVERLAY_IMAGE/jobs
 
 usage() {
-  echo "usage: $0 [--render] <develop|staging|master> <image-ref>" >&2
-  echo "  e.g. $0 staging ${OVERLAY_IMAGE}:abc1234" >&2
+  echo "usage: $0 [--render] <develop|staging|master> <image-ref> [<jobs-image-ref>]" >&2
+  echo "  each ref name@sha256:<digest> or name:tag; the jobs image is required for staging and master" >&2
+  echo "  e.g. $0 staging ${OVERLAY_IMAGE}@sha256:<digest> ${OVERLAY_JOBS_IMAGE}@sha256:<digest>" >&2
   exit 2
+}
+
+# One entry of the kustomization's images: the overlay's image OVERLAY set to REF, name@sha256:<64
+# hex digits> or name:tag, where the name may hold a registry port (host:5000/x): a tag follows
+# the last ':' after the last '/'. Anything else is refused.
+image_entry() {
+  local overlay=$1 ref=$2 name
+  if [[ $ref == *@* ]]; then
+    name=${ref%@*}
+    if [[ -n $name && $name != *@* && ${name##*/} != *:* && ${ref##*@} =~ ^sha256:[0-9a-f]{64}$ ]]; then
+      printf '  - name: %s\n    newName: "%s"\n    digest: "%s"\n' "$overlay" "$name" "${ref##*@}"
+      return
+    fi
+  elif [[ ${ref##*/} == *:* && -n ${ref%:*} && -n ${ref##*:} ]]; then
+    printf '  - name: %s\n    newName: "%s"\n    newTag: "%s"\n' "$overlay" "${ref%:*}" "${ref##*:}"
+    return
+  fi
+  echo "error: '$ref' is not an image reference of the form name@sha256:<64 hex digits> or name:tag" >&2
+  return 2
 }
 
 render_only=false
@@ -38,9 +63,10 @@ if [[ ${1:-} == --render ]]; then
   render_only=true
   shift
 fi
-[[ $# -eq 2 ]] || usage
+[[ $# -eq 2 || $# -eq 3 ]] || usage
 env_name=$1
 image_ref=$2
+jobs_image_ref=${3:-}
 case $env_name in
   develop | staging | master) ;;
   *)
@@ -48,12 +74,11 @@ case $env_name in
     exit 2
     ;;
 esac
-# name:tag, where the name may hold a registry port (host:5000/x): the tag follows the last ':'
-# after the last '/'. Digests (@sha256:…) are not accepted: the deploy uses commit tags.
-image_name=${image_ref%:*}
-image_tag=${image_ref##*:}
-if [[ $image_ref != *:* || $image_tag == */* || -z $image_name || -z $image_tag || $image_ref == *@* ]]; then
-  echo "error: '$image_ref' is not an image reference of the form name:tag" >&2
+images=$(image_entry "$OVERLAY_IMAGE" "$image_ref") || exit 2
+if [[ -n $jobs_image_ref ]]; then
+  images+=$'\n'$(image_entry "$OVERLAY_JOBS_IMAGE" "$jobs_image_ref") || exit 2
+elif [[ $env_name != develop ]]; then
+  echo "error: $env_name runs the nightly jobs: give their image too, <jobs-image-ref>" >&2
   exit 2
 fi
 
@@ -133,9 +158,7 @@ kind: Kustomization
 resources:
   - $overlay_rel
 images:
-  - name: $OVERLAY_IMAGE
-    newName: "$image_name"
-    newTag: "$image_tag"
+$images
 patches:
   - target:
       kind: Deployment
@@ -163,7 +186,7 @@ fi
   echo "error: set SMOKE_API_KEY to an API key of $env_name for the smoke test" >&2
   exit 2
 }
-echo "deploying $image_ref with $model_uri to $namespace"
+echo "deploying $image_ref${jobs_image_ref:+ (jobs: $jobs_image_ref)} with $model_uri to $namespace"
 kubectl apply -k "$workdir"
 if ! kubectl rollout status "deployment/$deployment" -n "$namespace" --timeout="${ROLLOUT_TIMEOUT:-300s}"; then
   echo "error: the rollout of $deployment did not complete; pods and recent events:" >&2

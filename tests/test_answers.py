@@ -76,7 +76,7 @@ def test_error_body_is_exactly_a_code_and_a_message() -> None:
 
 
 def test_every_status_has_an_error_code() -> None:
-    assert set(ERROR_CODES) == {400, 401, 404, 405, 413, 415, 500, 503, 504}
+    assert set(ERROR_CODES) == {400, 401, 404, 405, 408, 413, 415, 500, 503, 504}
     assert Refusal(413, "m").error_code == "REQUEST_LIMIT_EXCEEDED"
     assert Refusal(418, "m").error_code == "BAD_REQUEST"
     assert Refusal(400, "m", "OWN_CODE").error_code == "OWN_CODE"

@@ -13,7 +13,7 @@ from support.asgi import App, Client, call
 from support.bodies import VALUE, answer, dumps, mlflow_error, records, refusal_of, valid_row
 
 from chaos_pyfunc.auth import KeyRing, create
-from chaos_pyfunc.gateway import UNAUTHENTICATED, read_body
+from chaos_pyfunc.gateway import BUSY, UNAUTHENTICATED, BodyBudget, read_body
 
 # ------------------------------------------------------------------ read_body
 
@@ -25,8 +25,10 @@ def scope(content_length: str | None = None) -> dict[str, Any]:
     return {"type": "http", "headers": headers}
 
 
-def read(client: Client, limit: int, content_length: str | None = None) -> bytes:
-    return asyncio.run(read_body(scope(content_length), client, limit))
+def read(client: Client, limit: int, content_length: str | None = None, seconds: float = 5.0,
+         budget: BodyBudget | None = None) -> bytes:
+    budget = budget or BodyBudget(1 << 20)
+    return asyncio.run(read_body(scope(content_length), client, limit, seconds, budget))
 
 
 @pytest.mark.parametrize("chunks", [[b""], [b"abc"], [b"ab", b"", b"cd", b"e"]])
@@ -60,6 +62,40 @@ def test_a_client_gone_before_the_end_of_the_body_is_a_400() -> None:
     client = Client([b"x" * 10], last={"type": "http.disconnect"})
     refused = refusal_of(lambda: read(client, 1024))
     assert (refused.status, refused.message) == (400, "the client went away before sending the whole body")
+
+
+class Trickle:
+    """A client sending a byte of its body every ``every`` seconds, never the end of it."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.received = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        await asyncio.sleep(self.every)
+        self.received += 1
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+
+def test_a_body_not_whole_by_the_deadline_is_a_408_however_steadily_it_comes() -> None:
+    budget = BodyBudget(1024)
+    client = Trickle(every=0.01)
+    refused = refusal_of(lambda: read(client, 1024, seconds=0.2, budget=budget))
+    assert (refused.status, refused.error_code) == (408, "REQUEST_TIMEOUT")
+    assert refused.message == "the request body was not complete within 0.2 s"
+    assert client.received >= 5  # it kept sending: no gap between reads was ever long
+    assert budget.taken == 0  # what it had sent is given back
+
+
+def test_bodies_being_received_share_a_budget_and_a_chunk_past_it_is_a_503() -> None:
+    budget = BodyBudget(1000)
+    assert budget.take(600)  # another connection's body, still arriving
+    refused = refusal_of(lambda: read(Client([b"x" * 300, b"x" * 300]), 1024, budget=budget))
+    assert (refused.status, refused.message) == (503, BUSY)
+    assert budget.taken == 600
+    budget.give_back(600)
+    assert read(Client([b"x" * 300, b"x" * 300]), 1024, budget=budget) == b"x" * 600
+    assert budget.taken == 0  # a body in hand counts no more: the scoring slot bounds it then
 
 
 # ------------------------------------------------------------------ the Gateway on a stand-in app

@@ -60,7 +60,7 @@ def test_started_a_scrape_takes_in_what_is_queued_and_close_writes_the_rest(
     assert found["chaos_appetence_count", ()] == 3
     assert found["chaos_refusals_total", (("reason", "busy_or_unavailable"),)] == 1
     observer.answered(answered(404, None))
-    observer.close()
+    observer.close(timeout=10)
     assert requests_counted(metrics) == 4
     assert [json.loads(r.getMessage())["status"] for r in caplog.records if r.name == ACCESS_LOG] \
         == [200, 200, 503, 404]
@@ -75,7 +75,7 @@ def test_the_thread_writes_without_a_scrape(caplog: pytest.LogCaptureFixture) ->
     deadline = time.monotonic() + 10
     while not [r for r in caplog.records if r.name == ACCESS_LOG] and time.monotonic() < deadline:
         time.sleep(0.01)
-    observer.close()
+    observer.close(timeout=10)
     assert len([r for r in caplog.records if r.name == ACCESS_LOG]) == 1
 
 
@@ -96,7 +96,7 @@ def test_the_access_lines_of_a_batch_are_written_together(tmp_path, caplog: pyte
         assert path.read_text() == ""
         observer.drain()
         lines = path.read_text().splitlines()
-        observer.close()
+        observer.close(timeout=10)
     finally:
         access.removeHandler(handler)
         handler.close()

@@ -1,6 +1,7 @@
-"""The image, built with podman from a Debian base made here, run the way the pod runs it: host
-network to the real PostgreSQL, read-only root, no capabilities, database settings from a mounted
-config.yml. Then POST to it, and run CI's in-image test job inside it.
+"""The images, built with podman from a Debian base made here. The serving image (target serve)
+run the way the pod runs it: host network to the real PostgreSQL, read-only root, no capabilities,
+database settings from a mounted config.yml; then POST to it. The jobs image (target jobs): CI's
+in-image test job inside it. And what each holds, and weighs.
 
 podman comes from Debian (`.ci/run` installs it). Without it these tests skip locally, naming
 the reason; under CI (CI set) they fail instead, so they never silently vanish there.
@@ -42,6 +43,9 @@ pytestmark = pytest.mark.container
 CONTAINERS_CONF = REPO / ".ci" / "containers.conf"
 BASE_IMAGE = "localhost/chaos-base:bookworm"
 IMAGE = "localhost/chaos:test"
+JOBS_IMAGE = "localhost/chaos/jobs:test"
+# The serving image stays under this: every pod pulls it (the jobs image is for the CronJobs).
+SERVING_IMAGE_MAX_BYTES = 1_000_000_000
 PORT = 8080  # the image's own command: the same port as in the pod
 STARTUP_SECONDS = 90.0
 UID = "10001"
@@ -79,18 +83,29 @@ def wait_for_ping(base: str, container: str) -> None:
     pytest.fail(f"{container} never answered /ping:\n{podman('logs', container, check=False).stderr[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
-    """The image of the working tree, on the Debian base (made once per machine, ~30 s)."""
+def build(tag: str, target: str) -> str:
+    """An image of the working tree, on the Debian base (made once per machine, ~30 s)."""
     if shutil.which("podman") is None:
         if os.environ.get("CI"):
             pytest.fail("podman is missing: .ci/run installs it (apt-get install podman runc mmdebstrap)")
         pytest.skip("podman is not installed: apt-get install podman runc mmdebstrap (CI does)")
     if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         subprocess.run([REPO / ".ci" / "build-base-image", BASE_IMAGE], check=True, timeout=600)
-    subprocess.run([REPO / ".ci" / "build-image", IMAGE], check=True, timeout=1800, capture_output=True,
+    subprocess.run([REPO / ".ci" / "build-image", tag, target], check=True, timeout=1800, capture_output=True,
                    env={**os.environ, "BASE_IMAGE": BASE_IMAGE})
-    return IMAGE
+    return tag
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """The serving image: what the Deployment runs."""
+    return build(IMAGE, "serve")
+
+
+@pytest.fixture(scope="module")
+def jobs_image(image: str) -> str:
+    """The jobs image (built on the serving image's layers): the CronJobs' and CI's unit tests'."""
+    return build(JOBS_IMAGE, "jobs")
 
 
 def write_secret_dir(database_url: str, folder: Path) -> Path:
@@ -138,8 +153,9 @@ def labels(image: str) -> dict[str, str]:
     return yaml.safe_load(podman("inspect", "--format", "{{json .Config.Labels}}", image).stdout)
 
 
-def test_labels_name_the_commit_and_the_model_version(image: str) -> None:
-    found = labels(image)
+@pytest.mark.parametrize("which", ["image", "jobs_image"])
+def test_labels_name_the_commit_and_the_model_version(which: str, request: pytest.FixtureRequest) -> None:
+    found = labels(request.getfixturevalue(which))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
     assert found["org.opencontainers.image.revision"] in (head, f"{head}-dirty")
@@ -148,8 +164,9 @@ def test_labels_name_the_commit_and_the_model_version(image: str) -> None:
     assert found["io.chaos.model.name"] == "chaos-appetence"
 
 
-def test_the_image_holds_no_secret_config_or_local_state(image: str) -> None:
-    listing = podman("run", "--rm", "--entrypoint", "sh", image, "-c",
+@pytest.mark.parametrize("which", ["image", "jobs_image"])
+def test_the_image_holds_no_secret_config_or_local_state(which: str, request: pytest.FixtureRequest) -> None:
+    listing = podman("run", "--rm", "--entrypoint", "sh", request.getfixturevalue(which), "-c",
                      "ls -A /app; find /app /etc /home /root /tmp /var \\( -name config.yml "
                      "-o -name '*key*.json' -o -name '*.db' -o -path /app/var \\) -print 2>/dev/null; true",
                      ).stdout.split()
@@ -164,6 +181,38 @@ def test_the_command_is_chaos_serve_as_a_non_root_user(image: str) -> None:
     assert "CHAOS_MODEL_URI=/app/model" in config["Env"]
     assert config["Entrypoint"] == ["tini", "-g", "--"]
     assert config["User"] == f"{UID}:{UID}"
+
+
+# What only training, the registry or drift use; the serving image must not carry it.
+JOBS_ONLY = ("mlflow", "matplotlib", "pyarrow", "evidently")
+
+
+def holds(image: str) -> dict[str, bool]:
+    """Whether an image has gcc and each of JOBS_ONLY; pip check must find its packages consistent."""
+    listing = podman("run", "--rm", image, "python3", "-c", "import importlib.metadata as m; "
+                     "print(' '.join(d.metadata['Name'].lower() for d in m.distributions()))").stdout.split()
+    gcc = podman("run", "--rm", "--entrypoint", "sh", image, "-c", "command -v gcc", check=False)
+    check = podman("run", "--rm", image, "python3", "-m", "pip", "check", check=False)
+    assert check.returncode == 0, f"pip check in {image}:\n{check.stdout}{check.stderr}"
+    return {"gcc": gcc.returncode == 0, **{name: name in listing for name in JOBS_ONLY}}
+
+
+def test_the_serving_image_is_slim_and_the_jobs_image_has_the_rest(image: str, jobs_image: str) -> None:
+    sizes = {name: int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout)
+             for name in (image, jobs_image)}
+    print(f"image sizes: serve {sizes[image] / 1e6:.0f} MB, jobs {sizes[jobs_image] / 1e6:.0f} MB")
+    assert sizes[image] < SERVING_IMAGE_MAX_BYTES, sizes
+    assert holds(image) == {"gcc": False, **dict.fromkeys(JOBS_ONLY, False)}
+    assert holds(jobs_image) == {"gcc": True, **dict.fromkeys(JOBS_ONLY, True)}
+
+
+def test_the_build_jobs_smoke_test_passes_on_the_serving_image(image: str) -> None:
+    """.ci/smoke-serve, which CI's build job runs before it pushes, here with podman."""
+    done = subprocess.run([REPO / ".ci" / "smoke-serve", image], capture_output=True, text=True, timeout=180,
+                          check=False, env={**os.environ, "ENGINE": "podman",
+                                            "CONTAINERS_CONF": str(CONTAINERS_CONF)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "smoke test passed: 3 appetences in [0, 1]" in done.stdout
 
 
 def test_every_process_runs_as_the_unprivileged_user(server: str) -> None:
@@ -292,16 +341,17 @@ def test_sigterm_under_load_loses_no_request_in_flight(image: str, module_pg_url
         proxy.stop()
 
 
-def test_the_ci_unit_test_job_passes_inside_the_image(image: str) -> None:
-    """The `unit-tests` job of .gitlab-ci.yml, its very script, in the image, on a read-only
-    checkout; PostgreSQL is this machine's instead of the job's service container."""
+def test_the_ci_unit_test_job_passes_inside_the_image(jobs_image: str) -> None:
+    """The `unit-tests` job of .gitlab-ci.yml, its very script, in the image it runs in (the jobs
+    image), on a read-only checkout; PostgreSQL is this machine's instead of the job's service
+    container."""
     script = " && ".join(ci_script("unit-tests"))
     done = podman("run", "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL",
                   "--volume", f"{REPO}:/builds/chaos:ro", "--workdir", "/builds/chaos",
                   "--volume", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro",
                   "--env", "PIP_CERT=/etc/ssl/host-ca.crt",
                   "--env", "CHAOS_TEST_PG_URL=postgresql+psycopg2://root@127.0.0.1:5432/postgres",
-                  image, "sh", "-c", script, timeout=900, check=False)
+                  jobs_image, "sh", "-c", script, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary

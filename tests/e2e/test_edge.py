@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 import requests
 from conftest import request_rows
+from prometheus_client.parser import text_string_to_metric_families
+
+from chaos_pyfunc import metrics
 
 from .conftest import json_body, predictions, running_server
 
@@ -127,3 +130,23 @@ def test_the_server_still_serves_after_all_that(edge_server: str, customers: pd.
         thread.join()
     body = json_body(request_rows(customers, 2, seed=52), "dataframe_split")
     assert len(predictions(requests.post(f"{edge_server}/invocations", json=body, timeout=30))) == 2
+
+
+def refusals(url: str) -> dict[str, float]:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return {s.labels["reason"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "chaos_refusals_total"}
+
+
+def test_the_edges_refusals_are_counted(edge_server: str) -> None:
+    """The 408 and the 431 answered on the connection itself, which the gateway never sees."""
+    before = refusals(edge_server)
+    with socket.create_connection(address(edge_server)) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+        assert read_answer(sock).startswith(b"HTTP/1.1 431 ")
+    with socket.create_connection(address(edge_server)) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        assert read_answer(sock).startswith(b"HTTP/1.1 408 ")
+    after = refusals(edge_server)
+    for reason in (metrics.HEADER_TOO_LARGE, metrics.HEADER_TIMEOUT):
+        assert after.get(reason, 0) == before.get(reason, 0) + 1, (reason, before, after)

@@ -75,7 +75,7 @@ def test_invocations_takes_the_14_input_columns(spec: dict[str, Any]) -> None:
     for column, values in schema.CATEGORIES.items():
         assert customer["properties"][column] == {"type": "string", "enum": list(values)}
     assert customer["properties"][schema.DATE]["type"] == "string"
-    assert set(post["responses"]) == {"200", "400", "413", "415", "500", "503", "504"}
+    assert set(post["responses"]) == {"200", "400", "408", "413", "415", "500", "503", "504"}
 
 
 def test_version_is_plain_text(pg_server: str) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from chaos_pyfunc.config import ENV_VARS, SHUTDOWN_RESERVE_SECONDS, Settings
+
 from .tools import REPO, checkov, failed_checks, run_tool, skipped_checks
 
 pytestmark = pytest.mark.infra
@@ -27,6 +29,10 @@ pytestmark = pytest.mark.infra
 K8S = REPO / "k8s"
 ENVS = ("develop", "staging", "master")
 IMAGE = "registry.gitlab.com/bank-data/chaos/chaos"
+JOBS_IMAGE = f"{IMAGE}/jobs"
+# What the pipeline deploys: references by digest.
+SERVE_REF = f"{IMAGE}@sha256:{'a' * 64}"
+JOBS_REF = f"{JOBS_IMAGE}@sha256:{'b' * 64}"
 PROXY_IMAGE = re.compile(r"^gcr\.io/cloud-sql-connectors/cloud-sql-proxy:2\.\d+\.\d+$")
 # private.googleapis.com (Private Google Access): the only way out to Google APIs.
 GOOGLE_APIS = "199.36.153.8/30"
@@ -249,12 +255,32 @@ def test_app_container(env: str) -> None:
     # A writable, bounded /tmp on a read-only root filesystem.
     tmp = next(m for m in app["volumeMounts"] if m["mountPath"] == "/tmp")  # noqa: S108 (a path in the pod)
     assert next(v for v in spec["volumes"] if v["name"] == tmp["name"])["emptyDir"]["sizeLimit"]
-    # The preStop pause, then uvicorn's drain after SIGTERM, must fit in the grace period.
-    pause = app["lifecycle"]["preStop"]["sleep"]["seconds"]
-    drain = float(next(e["value"] for e in app["env"] if e["name"] == "CHAOS_SHUTDOWN_TIMEOUT_SECONDS"))
-    assert pause > 0 and drain > 0
-    assert pause + drain + 2 <= spec["terminationGracePeriodSeconds"]
     assert spec["imagePullSecrets"] == [{"name": f"gitlab-registry-{env}"}]
+
+
+# Between the end of the server's shutdown budget and the kubelet's SIGKILL: the interpreter's exit.
+EXIT_MARGIN_SECONDS = 1
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_shutdown_budget_fits_the_grace_period(env: str) -> None:
+    """The grace period runs from the preStop pause: the pause, then the server's whole budget after
+    SIGTERM (CHAOS_SHUTDOWN_TIMEOUT_SECONDS, or its default; chaos_pyfunc/shutdown.py), then the
+    exit, before the SIGKILL. And the drain's part of the budget lets a request in flight finish."""
+    spec = pod_spec(env)
+    app = container(spec, "chaos")
+    given = {e["name"]: e["value"] for e in app["env"] if "value" in e}
+    budget = float(given.get(ENV_VARS["shutdown_timeout_seconds"], Settings().shutdown_timeout_seconds))
+    request = float(given.get(ENV_VARS["request_timeout_seconds"], Settings().request_timeout_seconds))
+    pause = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause > 0 and budget > 0
+    assert spec["terminationGracePeriodSeconds"] - pause >= budget + EXIT_MARGIN_SECONDS, (pause, budget)
+    assert budget - SHUTDOWN_RESERVE_SECONDS >= request, (budget, request)
+
+
+def test_the_default_drain_lets_a_request_in_flight_finish() -> None:
+    defaults = Settings()
+    assert defaults.shutdown_timeout_seconds - SHUTDOWN_RESERVE_SECONDS >= defaults.request_timeout_seconds
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -417,16 +443,21 @@ def test_every_overlay_pins_the_same_proxy() -> None:
 # --- deploy.sh -----------------------------------------------------------------------------------------
 
 
-def render_deploy(env: str, image: str, version: str = "7") -> list[Manifest]:
-    done = run_script("deploy.sh", "--render", env, image, cwd=K8S,  # from another directory
+def render_deploy(env: str, *images: str, version: str = "7") -> list[Manifest]:
+    done = run_script("deploy.sh", "--render", env, *images, cwd=K8S,  # from another directory
                       env={"MODEL_VERSION": version, "MLFLOW_TRACKING_URI": ""})
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-@pytest.mark.parametrize("image", [f"{IMAGE}:abc1234", "registry.example.com:5000/team/chaos:0123456"])
-def test_deploy_render_sets_exactly_the_image_and_the_model_version(image: str) -> None:
-    deployed = render_deploy("staging", image)
+@pytest.mark.parametrize(("image", "jobs_image"), [
+    (SERVE_REF, JOBS_REF),  # what the pipeline deploys
+    (f"{IMAGE}:abc1234", f"{JOBS_IMAGE}:abc1234"),
+    # a registry with a port: a tag follows the last ':' after the last '/'
+    (f"registry.example.com:5000/team/chaos@sha256:{'c' * 64}", "registry.example.com:5000/t/jobs:0123456"),
+])
+def test_deploy_render_sets_exactly_the_images_and_the_model_version(image: str, jobs_image: str) -> None:
+    deployed = render_deploy("staging", image, jobs_image)
     template = only(deployed, "Deployment")["spec"]["template"]
     app = container(template["spec"], "chaos")
     assert app["image"] == image
@@ -435,17 +466,24 @@ def test_deploy_render_sets_exactly_the_image_and_the_model_version(image: str) 
     assert app["env"].pop() == {"name": "CHAOS_MODEL_URI", "value": "models:/chaos-appetence/7"}
     assert template["metadata"]["labels"].pop("chaos.bank/model-version") == "7"
     assert template["metadata"].pop("annotations") == {"chaos.bank/model-uri": "models:/chaos-appetence/7"}
-    # The nightly jobs run the commit's image too.
+    # The nightly jobs run the jobs image of the same build.
     for cronjob in (doc for doc in deployed if doc["kind"] == "CronJob"):
         job = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"], "job")
-        assert job["image"] == image
-        job["image"] = f"{IMAGE}:staging"
+        assert job["image"] == jobs_image
+        job["image"] = f"{JOBS_IMAGE}:staging"
     assert deployed == manifests("staging")
+
+
+def test_deploy_render_of_develop_needs_no_jobs_image() -> None:
+    """develop runs no nightly job (no CronJob): its serving image is enough."""
+    deployed = render_deploy("develop", SERVE_REF)
+    assert container(only(deployed, "Deployment")["spec"]["template"]["spec"], "chaos")["image"] == SERVE_REF
+    assert not [doc for doc in deployed if doc["kind"] == "CronJob"]
 
 
 def test_the_rendered_master_pins_a_numeric_model_version_in_every_pod() -> None:
     """One version for the whole rollout: a number, never an alias a pod would resolve itself."""
-    deployed = render_deploy("master", f"{IMAGE}:abc1234", "12")
+    deployed = render_deploy("master", SERVE_REF, JOBS_REF, version="12")
     template = only(deployed, "Deployment")["spec"]["template"]
     app = container(template["spec"], "chaos")
     uri = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_MODEL_URI")
@@ -457,12 +495,19 @@ def test_the_rendered_master_pins_a_numeric_model_version_in_every_pod() -> None
         assert "CHAOS_MODEL_URI" not in {e["name"] for e in container(spec, "job")["env"]}
 
 
+NOT_A_REFERENCE = "is not an image reference of the form name@sha256:<64 hex digits> or name:tag"
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    (["--render", "production", f"{IMAGE}:abc1234"], "unknown environment 'production'"),
-    (["--render", "staging", IMAGE], "not an image reference of the form name:tag"),
+    (["--render", "production", SERVE_REF, JOBS_REF], "unknown environment 'production'"),
+    (["--render", "staging", IMAGE, JOBS_REF], f"'{IMAGE}' {NOT_A_REFERENCE}"),
+    (["--render", "staging", f"{IMAGE}@sha256:abc123", JOBS_REF], NOT_A_REFERENCE),  # a digest cut short
+    (["--render", "staging", f"{IMAGE}:v1@sha256:{'a' * 64}", JOBS_REF], NOT_A_REFERENCE),  # tag and digest
+    (["--render", "staging", SERVE_REF, f"{JOBS_IMAGE}@md5:{'b' * 32}"], f"'{JOBS_IMAGE}@md5:"),
+    (["--render", "staging", SERVE_REF], "staging runs the nightly jobs: give their image too"),
+    (["--render", "master", SERVE_REF], "master runs the nightly jobs"),
     (["--render", "staging"], "usage:"),
-    (["--render", "master", f"{IMAGE}:abc1234"],
-     "no model version: set MODEL_VERSION, or MLFLOW_TRACKING_URI"),
+    (["--render", "master", SERVE_REF, JOBS_REF], "no model version: set MODEL_VERSION, or MLFLOW_TRACKING_"),
 ])
 def test_deploy_refuses_bad_arguments(args: list[str], message: str) -> None:
     done = run_script("deploy.sh", *args, env={"MLFLOW_TRACKING_URI": "", "MODEL_VERSION": ""})
@@ -479,7 +524,7 @@ def test_deploy_refuses_bad_arguments(args: list[str], message: str) -> None:
      "the model registry does not know version 3 of chaos-appetence (or cannot be reached)"),
 ])
 def test_deploy_refuses_a_bad_model_version(variables: dict[str, str], message: str) -> None:
-    done = run_script("deploy.sh", "--render", "master", f"{IMAGE}:abc1234",
+    done = run_script("deploy.sh", "--render", "master", SERVE_REF, JOBS_REF,
                       env={"MLFLOW_TRACKING_URI": "", **variables})
     assert done.returncode != 0
     assert message in done.stderr
@@ -511,7 +556,9 @@ def test_the_nightly_cronjobs(env: str, name: str, command: list[str]) -> None:
     assert spec["restartPolicy"] == "Never"
     retrain = container(spec, "job")
     assert retrain["args"] == command
-    assert retrain["image"] == container(pod_spec(env), "chaos")["image"]  # the code that serves
+    # The jobs image of the Deployment's build: the code that serves, and what training needs.
+    assert retrain["image"] == f"{JOBS_IMAGE}:{env}"
+    assert container(pod_spec(env), "chaos")["image"] == f"{IMAGE}:{env}"
     env_vars = {e["name"]: e.get("value") for e in retrain["env"]}
     assert env_vars["MLFLOW_TRACKING_URI"] == "http://mlflow.chaos-registry.svc.cluster.local:5000"
     # The proxy is a native sidecar in the Job too, with this environment's instance and key.

@@ -4,6 +4,7 @@ in the tools' venv) and names only metrics the server really exposes; a broken o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos_pyfunc.metrics import Metrics
+from chaos_pyfunc.metrics import REFUSAL_REASONS, Metrics
 
 from .tools import REPO, run_tool
 
 pytestmark = pytest.mark.infra
 
 RULES = REPO / "k8s" / "base" / "rules.yaml"
+OBSERVABILITY = REPO / "docs" / "observability.md"
 DASHBOARD = REPO / "k8s" / "monitoring" / "grafana-dashboard.json"
 
 
@@ -73,3 +75,15 @@ def test_a_broken_expression_is_caught(tmp_path: Path) -> None:
     broken.write_text(yaml.safe_dump({"spec": {"groups": [{"rules": [{"expr": "sum(rate(chaos_x[5m])"}]}]}}))
     done = run_tool("python", [REPO / "tools" / "check_promql.py", broken])
     assert done.returncode == 1 and "not PromQL" in done.stderr
+
+
+def test_the_refusal_reasons_are_the_ones_documented_and_alerted_on() -> None:
+    """docs/observability.md lists every reason chaos_refusals_total counts, and no other; the
+    rules and the dashboard select reasons the server counts."""
+    (row,) = [line for line in OBSERVABILITY.read_text().splitlines()
+              if line.startswith("| `chaos_refusals_total{reason}`")]
+    documented = set(re.findall(r"`([a-z_]+)` \(\d{3}[:)]", row))
+    assert documented == REFUSAL_REASONS
+    for path in (RULES, DASHBOARD):
+        for selected in re.findall(r'chaos_refusals_total\{[^}]*reason=~?\\?"([^"\\]+)', path.read_text()):
+            assert set(selected.split("|")) <= REFUSAL_REASONS, (path.name, selected)
