@@ -117,6 +117,33 @@ def overhead_table() -> str:
     return "\n".join(lines)
 
 
+def replay_table() -> str:
+    """`make replay`'s months and pooled figures (bench/replay.json)."""
+    report = _load("replay.json")
+    lines = ["| month | served | gate on the candidate | live rows | ROC AUC | Brier | as fitted AUC | "
+             "monitor AUC |", "|---|---|---|---|---|---|---|---|"]
+    for m in report["months"]:
+        fitted = m.get("as_fitted", {}).get("roc_auc")
+        lines.append(f"| {m['month']} | v{m['served']['version']} | {m['gate'].get('verdict')} | "
+                     f"{m['live']['rows']} | {m['live']['roc_auc']:.3f} | {m['live']['brier']:.3f} | "
+                     f"{'' if fitted is None else f'{fitted:.3f}'} | {m['monitor']['roc_auc']:.3f} |")
+    served, frozen, gate = report["pooled"]["served"], report["pooled"]["frozen"], report["gate"]
+    fitted = report.get("as_fitted", {})
+    lines += ["", f"- Pooled over the {len(report['months'])} months ({served['rows']:,} contacts), the "
+              f"versions served: **ROC AUC {served['roc_auc']:.3f}, Brier {served['brier']:.3f}**; the "
+              f"starting version never retrained: ROC AUC {frozen['roc_auc']:.3f}, "
+              f"Brier {frozen['brier']:.3f}.",
+              f"- Shipped as fitted (without the newest month), the candidates would have scored a mean "
+              f"monthly ROC AUC of {fitted.get('roc_auc_mean', float('nan')):.3f} and a Brier of "
+              f"{fitted.get('brier', float('nan')):.3f} over the months after the first.",
+              f"- The gate refused {gate['refused']} candidate(s). On {gate['null_comparisons']} pairs of "
+              f"equally good models (the same recipe and months, another seed) its rule refused "
+              f"{gate['false_refusals']}; a fixed 0.02 margin on the two AUCs refused "
+              f"{gate['false_refusals_fixed_margin']}.",
+              f"- The run took {report['seconds'] / 60:.0f} minutes ({report['recipe']} recipe)."]
+    return "\n".join(lines)
+
+
 def exit_codes_table() -> str:
     """Every `chaos` command's exit codes, as `chaos --help` gives them (cli.EXIT_CODES)."""
     return "\n".join(["| code | meaning |", "|---|---|",
@@ -126,7 +153,7 @@ def exit_codes_table() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
                                         "outage": outage_table, "soak": soak_line,
                                         "overhead": overhead_table, "settings": settings_table,
-                                        "exit_codes": exit_codes_table}
+                                        "exit_codes": exit_codes_table, "replay": replay_table}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
 
 

@@ -71,7 +71,7 @@ DONE, VERDICT, USAGE, FAILURE = 0, 1, 2, 3
 EXIT_CODES = {
     DONE: "done",
     VERDICT: "a verdict: the command did its work and says no (chaos promote or retrain: the gate "
-             "refused; chaos drift: the inputs drifted)",
+             "refused; chaos drift: the inputs drifted; chaos monitor: the scores served did badly)",
     USAGE: "a usage or configuration error: a bad argument or setting, a missing file or model; "
            "nothing was done",
     FAILURE: "a failure: the command could not do its work (a database or registry away, a bug); "
@@ -96,33 +96,49 @@ def _train(args: argparse.Namespace) -> str:
     from chaos_pyfunc.train import TrainOptions, train  # MLflow is slow to import: only when needed
 
     result = train(TrainOptions(customers=args.customers, backtest_months=args.backtest_months,
-                                export_dir=args.export, register=not args.no_register),
+                                export_dir=args.export, register=not args.no_register,
+                                registered_model=load_settings().registered_model),
                    _hyperparameters(args))
     return json.dumps({"run_id": result.run_id, "model_uri": result.model_uri,
                        "version": result.version, "metrics": result.metrics}, indent=2)
 
 
 def _promote(args: argparse.Namespace) -> str:
+    from mlflow.exceptions import MlflowException
+
     from chaos_pyfunc import dataset, gate, registry
 
     if args.force and not args.reason:
         raise ConfigError("--force needs --reason TEXT: it is recorded on the version")
     settings = load_settings()
-    client = registry.use_tracking_store()
+    client = registry.use_tracking_store(settings.registered_model)
+    version, copied = args.version, ""
+    if args.source:  # staging to production: one explicit step, the version copied with its run
+        try:
+            version = registry.copy_version(client, args.source, args.version, settings.registered_model)
+        except MlflowException as exc:
+            raise ConfigError(f"cannot copy version {args.version} of {args.source}: "
+                              f"{exc.error_code}") from None
+        copied = (f"copied version {args.version} of {args.source} as version {version} of "
+                  f"{settings.registered_model}\n")
     try:
-        verdict = gate.promote(client, dataset.load(args.customers, settings), settings, args.version,
+        verdict = gate.promote(client, dataset.load(args.customers, settings), settings, version,
                                args.alias, args.reason if args.force else None)
     except gate.GateError as exc:
         raise ConfigError(str(exc)) from None
     if not verdict.moved:
-        raise Refused(verdict.report())
-    return verdict.report()
+        raise Refused(copied + verdict.report())
+    return copied + verdict.report()
 
 
 def _retrain(args: argparse.Namespace) -> str:
     from chaos_pyfunc.retrain import retrain
 
-    outcome = retrain(args.alias, load_settings())
+    outcome = retrain(args.alias, load_settings(), force=args.force)
+    if args.summary is not None:  # for machines: the CronJob's log, the replay
+        summary = {"trained": outcome.verdict is not None, "version": outcome.version,
+                   **(outcome.verdict.summary() if outcome.verdict else {"verdict": "not trained"})}
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     if not outcome.ok:
         raise Refused(outcome.message)
     return outcome.message
@@ -132,8 +148,10 @@ def _export(args: argparse.Namespace) -> str:
     from chaos_pyfunc import registry
     from chaos_pyfunc.train import export_model
 
-    registry.use_tracking_store()
-    return f"exported {args.model_uri} (version {export_model(args.model_uri, args.to)}) to {args.to}"
+    name = load_settings().registered_model
+    registry.use_tracking_store(name)
+    exported = export_model(args.model_uri, args.to, name=name)
+    return f"exported {args.model_uri} (version {exported}) to {args.to}"
 
 
 def _keys_create(args: argparse.Namespace) -> str:
@@ -164,14 +182,44 @@ def _drift(args: argparse.Namespace) -> str:
              + (f" ({', '.join(result.drifted)})" if result.drifted else ""),
              f"report: {page}", f"summary: {summary}"]
     if os.environ.get("MLFLOW_TRACKING_URI"):  # kept in the registry, beside the version judged
+        name = load_settings().registered_model
         run_id = registry.keep_report(
-            registry.use_tracking_store(), "drift", result.model_version, [page, summary],
+            registry.use_tracking_store(name), name, "drift", result.model_version, [page, summary],
             {"drifted_share": result.share, "rows": result.rows},
             {"since": args.since, "alarm": str(result.alarm).lower()})
         lines.append(f"kept in the registry: run {run_id} (artifacts drift/drift.html, drift/drift.json)")
     if result.alarm:
         alarm = f"drift alarm: more than {result.share_threshold:.0%} of the features drifted"
         raise Refused("\n".join([*lines, alarm]))
+    return "\n".join(lines)
+
+
+def _monitor(args: argparse.Namespace) -> str:
+    from chaos_pyfunc import monitor, registry
+
+    settings = load_settings()
+    try:
+        result = monitor.report(settings, args.since)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    summary, plot = monitor.write(result, args.output)
+    lines = [f"{result.rows} rows scored in the last {args.since} with a known outcome:"]
+    lines += [f"  version {m.model_version} {m.month}: {m.rows} rows, ROC AUC "
+              f"{'-' if m.roc_auc is None else f'{m.roc_auc:.3f}'}, Brier {m.brier:.3f}, "
+              f"mean appetence {m.mean_appetence:.3f} for a rate of {m.observed_rate:.3f}"
+              for m in result.months]
+    lines += [f"report: {plot}", f"summary: {summary}"]
+    if os.environ.get("MLFLOW_TRACKING_URI"):  # kept in the registry, beside the version judged
+        name = settings.registered_model
+        versions = [int(m.model_version) for m in result.months if m.model_version.isdigit()]
+        newest = str(max(versions)) if versions else None
+        run_id = registry.keep_report(registry.use_tracking_store(name), name, "monitor", newest,
+                                      [plot, summary], {"rows": result.rows},
+                                      {"since": args.since, "alarm": str(bool(result.alarms)).lower()})
+        lines.append(f"kept in the registry: run {run_id} (artifacts monitor/monitor.png, "
+                     "monitor/monitor.json)")
+    if result.alarms:
+        raise Refused("\n".join([*lines, *(f"monitor alarm: {alarm}" for alarm in result.alarms)]))
     return "\n".join(lines)
 
 
@@ -231,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version")
     promote.add_argument("--alias", required=True, choices=ALIASES)
     promote.add_argument("--customers", help="judge on this customers CSV (default: the customers table)")
+    promote.add_argument("--from", dest="source", metavar="MODEL",
+                         help="copy VERSION of this registered model first (staging to production: "
+                              "chaos-appetence-staging), its training run kept")
     promote.add_argument("--force", action="store_true", help="move the alias even if the gate refuses")
     promote.add_argument("--reason", help="why --force (recorded on the version)")
     promote.set_defaults(run=_promote)
@@ -238,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser(
         "retrain", help="if the tables changed since the alias's version: train, register, gate, promote")
     retrain.add_argument("--alias", required=True, choices=ALIASES)
+    retrain.add_argument("--force", action="store_true",
+                         help="train even on tables a candidate was refused on before")
+    retrain.add_argument("--summary", type=Path, help="also write the verdict as JSON to this file")
     retrain.set_defaults(run=_retrain)
 
     export = commands.add_parser("export", help="write a registered version's files to a directory")
@@ -260,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--output", type=Path, required=True, help="the folder for drift.html and drift.json")
     drift.add_argument("--reference", help="a customers CSV (default: the customers table)")
     drift.set_defaults(run=_drift)
+
+    monitor = commands.add_parser(
+        "monitor", help="join the appetences served to the outcomes known since: AUC, Brier, calibration")
+    monitor.add_argument("--since", default="30d", help="the period, e.g. 30d or 24h (default 30d)")
+    monitor.add_argument("--output", type=Path, required=True,
+                         help="the folder for monitor.json and monitor.png")
+    monitor.set_defaults(run=_monitor)
 
     score = commands.add_parser("score", help="score a whole CSV file or table in chunks (batch scoring)")
     source = score.add_mutually_exclusive_group(required=True)

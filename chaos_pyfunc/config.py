@@ -74,10 +74,17 @@ class Settings(BaseModel):
     model_uri: str = _setting(
         "model", "the model `chaos serve` serves: a directory or an MLflow URI (models:/chaos-appetence/7)",
         min_length=1)
+    registered_model: str = _setting(
+        "chaos-appetence", "the environment's registered model in the MLflow registry: each environment "
+        "has its own (the overlays: chaos-appetence-staging, chaos-appetence-production)", min_length=1)
+    gate_holdout_months: int = _setting(
+        1, "the newest months of contacts the gate judges on, which neither version learned from",
+        ge=1, le=12)
     gate_max_auc_drop: float = _setting(
-        0.01, "the gate refuses a candidate whose ROC AUC falls by more than this", ge=0, le=1)
+        0.01, "the gate refuses a candidate whose ROC AUC on the holdout is, with 95% confidence, lower "
+        "than the current version's by more than this", ge=0, le=1)
     gate_min_roc_auc: float = _setting(
-        0.65, "with no current version, the candidate's ROC AUCs must reach this", ge=0, le=1)
+        0.6, "with no current version, the candidate's ROC AUC on the holdout must reach this", ge=0, le=1)
     api_keys_file: str = _setting(  # pragma: allowlist secret (a setting's name)
         "", "the API keys file (ids and hashes, `chaos keys create`); empty: every client is let in")
     tls_cert_file: str = _setting("", "the PEM certificate; with the key, only HTTPS is served")
@@ -103,6 +110,14 @@ class Settings(BaseModel):
     prediction_log_queue_rows: int = _setting(
         100_000, "rows waiting to be written; past them rows are dropped and counted, never waited for", ge=1)
     prediction_log_retention_days: int = _setting(90, "older logged rows are purged", ge=1)
+    monitor_min_roc_auc: float = _setting(
+        0.6, "`chaos monitor` exits 1 when a month's live ROC AUC (scores against outcomes) falls below this",
+        ge=0, le=1)
+    monitor_max_calibration_error: float = _setting(
+        0.1, "`chaos monitor` exits 1 when a month's mean appetence is off its observed subscription rate "
+        "by more than this", ge=0, le=1)
+    monitor_min_rows: int = _setting(
+        100, "`chaos monitor` judges a month only with at least this many outcomes", ge=1)
     drift_share_threshold: float = _setting(
         0.25, "`chaos drift` exits 1 when more than this share of the features drifted", ge=0, le=1)
     drift_min_rows: int = _setting(

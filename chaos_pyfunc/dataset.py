@@ -8,7 +8,6 @@ validation and as-of join that serving uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +16,6 @@ from chaos_pyfunc import fingerprint, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine, read_customers, read_customers_csv, seed_embedded
 from chaos_pyfunc.socio_eco import IndicatorSource
-
-# In a training run's artifacts: the contacts it learned from, which the drift report compares
-# the contacts scored since with (drift.py).
-REFERENCE_ARTIFACT = "reference/contacts.csv.gz"
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,13 +53,3 @@ def load(customers_csv: str | None, settings: Settings) -> TrainingData:
                         (contacts[schema.LABEL] == "yes").to_numpy(),
                         fingerprint.of_training_data(contacts, indicators.frame))
 
-
-def save_reference(features: pd.DataFrame, folder: Path) -> Path:
-    """The contacts of ``features`` as sent (dates as text), in ``folder``; train.py logs the
-    file as REFERENCE_ARTIFACT."""
-    contacts = features.loc[:, list(schema.INPUT_COLUMNS)].copy()
-    if pd.api.types.is_datetime64_any_dtype(contacts[schema.DATE]):
-        contacts[schema.DATE] = contacts[schema.DATE].dt.strftime("%Y-%m-%d")
-    path = folder / Path(REFERENCE_ARTIFACT).name
-    contacts.to_csv(path, index=False, compression="gzip")
-    return path

@@ -23,7 +23,9 @@ from sqlalchemy import (
     create_engine,
     delete,
     insert,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -61,7 +63,11 @@ customers = Table(
     ),
     Column("duration_contact", Integer, nullable=False),
     Column(schema.LABEL, String(3), nullable=False),
+    # The bank's id of the contact, when it has one: the outcome chaos monitor joins to the
+    # prediction log's rows sent with the same id. Optional in a CSV.
+    Column(schema.CONTACT_ID, String(schema.CONTACT_ID_MAX_CHARS), nullable=True, index=True),
 )
+OPTIONAL_COLUMNS = frozenset({schema.CONTACT_ID})
 
 TABLES = {"socio_eco": socio_eco, "customers": customers}
 
@@ -118,17 +124,27 @@ def pg_connect_args(settings: Settings, read_only: bool = False) -> dict[str, ob
 
 
 def init_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet; existing ones are left as they are."""
+    """Create the tables that do not exist yet, and the optional columns a table made by an
+    earlier version lacks (customers.contact_id); nothing else is changed."""
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        present = {c["name"] for c in inspect(conn).get_columns("customers")}
+        for name in sorted(OPTIONAL_COLUMNS - present):
+            column = customers.c[name]
+            conn.execute(text(f"ALTER TABLE customers ADD COLUMN {name} "
+                              f"{column.type.compile(dialect=engine.dialect)}"))
 
 
 def _read_csv(path: Path | str, table: Table) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    wanted = [c.name for c in table.columns if c.name != "id"]
+    frame = pd.read_csv(path, dtype={c: str for c in OPTIONAL_COLUMNS})
+    wanted = [c.name for c in table.columns if c.name != "id" and (c.name in frame.columns
+                                                                    or c.name not in OPTIONAL_COLUMNS)]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     frame = frame[wanted].copy()
+    for name in OPTIONAL_COLUMNS & set(wanted):  # an empty cell: no value (NULL), not the text "nan"
+        frame[name] = [None if pd.isna(value) else value for value in frame[name]]
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     if dates.isna().any():
         raise DataError(f"{path}: unreadable date at line(s) {list(dates.index[dates.isna()][:5] + 2)}")
@@ -183,7 +199,8 @@ def load_customers(engine: Engine, frame: pd.DataFrame) -> int:
     """Replace the whole table: contacts have no natural key, so a reload must not duplicate."""
     with engine.begin() as conn:
         conn.execute(delete(customers))
-        conn.execute(insert(customers), records_of(frame))
+        if len(frame):  # no parameters at all would insert one row of defaults
+            conn.execute(insert(customers), records_of(frame))
     return len(frame)
 
 

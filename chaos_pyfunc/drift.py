@@ -2,10 +2,13 @@
 model learned from?
 
 The period's rows come from the prediction log (the ``prediction_rows`` view). The reference is
-the training data of the version that scored most of them: the contacts its training run saved
-(``reference/contacts.csv.gz``), reread from the tracking store (MLFLOW_TRACKING_URI), with its
-own pipeline for the scores; without a registry, or for a version whose run saved none, the
-``customers`` table and the local model; ``--reference`` CSV names one. Both go through the serving
+the training data of the version that scored most of them: the contacts it learned from, reread
+from this environment's own ``customers`` table (its run records their dates and fingerprint in
+the tracking store, MLFLOW_TRACKING_URI, never a customer row: the registry is read by every
+environment), with the version's own pipeline for the scores; the report says when the table's
+months no longer match what the version learned. Without a registry, or for a version whose run
+recorded no fingerprint, the whole ``customers`` table and the local model; ``--reference`` CSV
+names one. Both go through the serving
 path's validation and as-of join, so the indicators of each contact's month are compared too, and
 the scores: the logged appetences against the training contacts' appetences by the served pipeline.
 Evidently computes each feature's statistic (Wasserstein distance over the reference's standard
@@ -21,7 +24,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,12 +38,12 @@ from evidently.presets import DataDriftPreset
 from mlflow.exceptions import MlflowException
 from sqlalchemy import select
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import fingerprint, schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.dataset import REFERENCE_ARTIFACT, read_contacts
+from chaos_pyfunc.dataset import read_contacts
 from chaos_pyfunc.db import INDICATORS, make_engine
-from chaos_pyfunc.prediction_table import prediction_rows
-from chaos_pyfunc.registry import REGISTERED_MODEL, version_uri
+from chaos_pyfunc.prediction_table import parse_period, prediction_rows
+from chaos_pyfunc.registry import version_uri
 from chaos_pyfunc.socio_eco import IndicatorSource
 
 log = logging.getLogger(__name__)
@@ -91,14 +93,6 @@ class DriftReport:
                 "threshold": DRIFT_THRESHOLD, "features": [asdict(f) for f in self.features]}
 
 
-def parse_period(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d+)([dh])", text.strip())
-    if match is None:
-        raise ValueError(f"--since must read like 7d or 24h, not {text!r}")
-    amount = int(match.group(1))
-    return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
-
-
 def compare(reference: pd.DataFrame, current: pd.DataFrame,
             share_threshold: float) -> tuple[list[FeatureDrift], Snapshot]:
     """Each feature's drift statistic, reference against current (joined contacts, both), and
@@ -146,27 +140,40 @@ class Reference:
 
 
 def reference_of(settings: Settings, version: str | None, reference_csv: str | None) -> Reference:
-    """The training data to compare with: ``reference_csv``; else the run of ``version`` in the
-    tracking store; else the customers table (and the local model's pipeline)."""
+    """The training data to compare with: ``reference_csv``; else the contacts ``version`` learned
+    from, reread from the customers table; else the whole customers table (and the local model's
+    pipeline)."""
     if reference_csv is None and version is not None and os.environ.get("MLFLOW_TRACKING_URI"):
         try:
-            return _version_reference(version)
-        except MlflowException as exc:  # no registry, no such version, a run without the file
-            log.warning("the reference of version %s could not be read from the tracking store (%s): "
+            return _version_reference(settings, version)
+        except MlflowException as exc:  # no registry, no such version, a run without a fingerprint
+            log.warning("what version %s learned from could not be read from the tracking store (%s): "
                         "the customers table stands in", version, exc.error_code)
     source = reference_csv or "the customers table"
     return Reference(read_contacts(reference_csv, settings), served_pipeline(settings.model_uri), source)
 
 
-def _version_reference(version: str) -> Reference:
+def _version_reference(settings: Settings, version: str) -> Reference:
     client = mlflow.MlflowClient()
-    run_id = client.get_model_version(REGISTERED_MODEL, version).run_id
+    name = settings.registered_model
+    run_id = client.get_model_version(name, version).run_id
+    if run_id is None:
+        raise MlflowException(f"version {version} has no training run")
+    learned = fingerprint.from_tags(client.get_run(run_id).data.tags)
+    if learned is None or not learned["customers"].earliest:
+        raise MlflowException(f"the run of version {version} recorded no fingerprint of its contacts")
+    first, last = learned["customers"].earliest, learned["customers"].latest
+    table = read_contacts(None, settings)
+    contacts = table[(table[schema.DATE] >= first) & (table[schema.DATE] <= last)]
+    now = fingerprint.of_table(contacts, fingerprint.CUSTOMER_FIELDS)
+    rewritten = fingerprint.rewritten(learned["customers"], now)
+    source = f"the contacts version {version} learned from ({first} to {last}, the customers table)"
+    if rewritten:
+        source += f"; the table's months {', '.join(rewritten)} differ from what it learned"
     with tempfile.TemporaryDirectory() as scratch:
-        contacts = pd.read_csv(mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=scratch))
-        model = Path(mlflow.artifacts.download_artifacts(version_uri(version), dst_path=scratch))
+        model = Path(mlflow.artifacts.download_artifacts(version_uri(name, version), dst_path=scratch))
         pipeline = served_pipeline(str(model))
-    return Reference(contacts, pipeline, f"the training contacts of version {version} (run {run_id})")
+    return Reference(contacts, pipeline, source)
 
 
 def joined(rows: pd.DataFrame, source: IndicatorSource, settings: Settings) -> pd.DataFrame:

@@ -1,21 +1,30 @@
-"""The promotion gate: `chaos promote N --alias staging|production` moves the alias to version N
-only if N is not worse than the version the alias points at now, on the same data.
+"""The promotion gate, out of time: a candidate and the version it would replace are judged on the
+same contacts, which neither learned from: the newest ones.
 
-The same data is the gate's: the contacts (the customers table, or --customers) with their
-indicators, as training reads them. On it, each of the two versions gets:
+The holdout is the newest ``gate_holdout_months`` month(s) of contacts. A model is judged as
+fitted when everything it learned from is older (the nightly candidate, fitted without the
+holdout; a version trained before the holdout came); otherwise its recipe is fitted again on the
+older months (a version trained on everything, promoted by hand), and the report says so. Both
+score the holdout's contacts, and they are compared contact by contact: a paired bootstrap of
+the differences (scipy.stats.bootstrap, 2000 resamples). The newest months hold about 200
+contacts each: one month's ROC AUC has a standard error of about 0.035, so two figures compared
+with a fixed margin refuse good candidates by chance, and the served model then goes stale. The
+candidate is refused only when it is worse with 95% confidence: its ROC AUC lower by more than
+``gate_max_auc_drop`` at the bound, or its Brier score higher.
 
-- the recipe's figures: the time-ordered backtest and the random holdout of its pipeline and
-  hyperparameters, fitted again on that data (a run trained on that very data, by this package
-  version, with the same evaluation settings, already logged them: they are reused);
-- the fitted model's figures: the registered pipeline itself scoring the backtest's months.
-  A version fitted on bad data (shuffled labels, a broken join) shows here, whatever its recipe.
+Also refused, whatever the figures: tables that rewrote the months they held when the current
+version was let behind the alias (each verdict records the tables' monthly fingerprints,
+fingerprint.py: a month appended is the tables' life; a month rewritten is a correction or a
+corruption, which no figure on the newest month tells apart: socio_eco shifted by a month,
+labels flipped; a person can, with ``--force --reason``); a behavioural test failed
+(behaviour.py); a signature that is not the input contract. With no current version,
+the candidate's holdout AUC must reach ``gate_min_roc_auc``.
 
-The candidate is refused when any ROC AUC is worse by more than ``gate_max_auc_drop``, any
-Brier score is worse, a behavioural test fails (behaviour.py), or its signature is not the
-input contract this package serves. With no version behind the alias yet, its AUCs must reach
-``gate_min_roc_auc``. Promoting to production requires the version to hold staging. Every
-verdict, passed or not, is recorded as tags on the candidate version; ``--force --reason``
-moves the alias anyway and records the reason.
+In a nightly retrain of the same recipe on a month appended, the candidate fitted without the
+newest month learned exactly what the current version learned: the comparison then shows the
+current version against itself, and the report says so; the history and the behaviour are what
+protect production then. The comparison has its teeth when the data behind the two differ (a
+month or more the current version never saw) or the recipe does (a version promoted by hand).
 """
 
 from __future__ import annotations
@@ -32,34 +41,54 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.models import Model
+from scipy import stats
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from chaos_pyfunc import behaviour, evaluate, fingerprint, package_version, registry, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.dataset import TrainingData
-from chaos_pyfunc.pipeline import Hyperparameters
-from chaos_pyfunc.train import TrainOptions
+from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
 
 log = logging.getLogger(__name__)
 
-EVALUATIONS = ("backtest", "random", "fitted")
-DEFAULTS = TrainOptions()  # the random holdout's share and seed the gate evaluates with
 TAG_PREFIX = "gate"
 BEHAVIOUR_ROWS = 300
-BRIER_TOLERANCE = 1e-9  # floating-point noise, not a margin
+RESAMPLES = 2000
+CONFIDENCE = 0.95  # one-sided: the bootstrap's two-sided interval at 0.90 gives each bound
 
 
 class GateError(RuntimeError):
     """The promotion cannot be judged at all (an unknown version, a bad alias)."""
 
 
+@dataclass(frozen=True)
+class Contender:
+    """A model the gate judges: a registered version, or the nightly candidate not registered yet."""
+
+    label: str                        # "version 7", "the candidate"
+    version: str | None
+    hyper: Hyperparameters
+    pipeline: Any | None              # None if this package cannot unpickle it
+    learned: dict[str, fingerprint.TableFingerprint] | None  # the tables it learned from
+    signature: dict[str, Any] | None
+    # This environment's tables when the gate let it behind the alias (its verdict's tags): the
+    # history a later candidate's tables must keep. A version trained elsewhere (a copy of
+    # staging's, a CSV) learned other tables than these.
+    accepted_on: dict[str, tuple[tuple[str, str], ...]] | None = None
+
+    @property
+    def learned_until(self) -> str:
+        """The latest contact date it learned from ("" when unknown)."""
+        return "" if self.learned is None else self.learned["customers"].latest
+
+
 @dataclass
 class Verdict:
-    version: str
+    version: str | None  # None: the nightly candidate, registered only if it passes
     alias: str
     against: str | None  # the version the alias pointed at, if any
-    candidate: dict[str, float]
-    incumbent: dict[str, float] | None
+    figures: dict[str, float]
+    notes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     forced_reason: str | None = None
 
@@ -76,112 +105,144 @@ class Verdict:
         return "passed" if self.passed else "forced" if self.forced_reason else "refused"
 
     def report(self) -> str:
-        lines = [f"version {self.version} for {self.alias}, against "
-                 f"{'version ' + self.against if self.against else 'no version yet'}:",
-                 f"  {'':18} {'v' + self.version:>6}"
-                 + (f"   {'v' + self.against:>6}" if self.against else "")]
-        for name in sorted(self.candidate):
-            theirs = "" if self.incumbent is None else f"   {self.incumbent.get(name, float('nan')):.4f}"
-            lines.append(f"  {name:18} {self.candidate[name]:.4f}{theirs}")
+        name = f"version {self.version}" if self.version else "the candidate"
+        lines = [f"{name} for {self.alias}, against "
+                 f"{'version ' + self.against if self.against else 'no version yet'}:"]
+        lines += [f"  {key:28} {value:.4f}" for key, value in self.figures.items()]
+        lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  refused: {rule}" for rule in self.failed]
         if self.forced_reason:
             lines.append(f"  forced: {self.forced_reason}")
         lines.append(f"{self.outcome}: {self.alias} "
-                     f"{'now points at version ' + self.version if self.moved else 'is unchanged'}")
+                     f"{'now points at ' + name if self.moved else 'is unchanged'}")
         return "\n".join(lines)
 
-    def tags(self) -> dict[str, str]:
+    def summary(self) -> dict[str, Any]:
+        return {"verdict": self.outcome, "against": self.against, "figures": self.figures,
+                "notes": self.notes, "failed": self.failed}
+
+    def tags(self, tables: dict[str, fingerprint.TableFingerprint] | None = None) -> dict[str, str]:
         prefix = f"{TAG_PREFIX}.{self.alias}"
         tags = {f"{prefix}.result": self.outcome, f"{prefix}.against": self.against or "none",
                 f"{prefix}.failed": "; ".join(self.failed)[:4000] or "none",
-                f"{prefix}.figures": json.dumps({"candidate": self.candidate, "incumbent": self.incumbent}),
+                f"{prefix}.figures": json.dumps(self.figures),
                 f"{prefix}.at": datetime.now(UTC).isoformat(timespec="seconds")}
         if self.forced_reason:
             tags[f"{prefix}.reason"] = self.forced_reason[:4000]
+        for table, print_ in (tables or {}).items():  # the tables it was judged on: the history kept
+            tags[f"{prefix}.tables.{table}"] = fingerprint.months_text(print_)
         return tags
 
 
-@dataclass(frozen=True)
-class Registered:
-    """A registered version, downloaded: what the gate needs of it."""
+def _auc(labels: np.ndarray, scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ROC AUC along ``axis`` (the bootstrap's resamples at once): the Mann-Whitney statistic."""
+    ranks = stats.rankdata(scores, axis=axis)
+    positives = labels.sum(axis=axis)
+    negatives = labels.shape[axis] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * labels).sum(axis=axis) - positives * (positives + 1) / 2) / (positives * negatives)
 
-    version: str
-    hyper: Hyperparameters
-    logged: dict[str, float]          # the metrics its training run logged
-    evaluated_on: dict[str, Any]      # what they were computed on: data, package, settings
-    signature: dict[str, Any] | None
-    pipeline: Any | None              # None if this package cannot unpickle it
+
+def paired_differences(labels: np.ndarray, candidate: np.ndarray, incumbent: np.ndarray,
+                       seed: int = 0) -> dict[str, float]:
+    """ROC AUC and Brier score, candidate minus incumbent, on the same contacts, with the bound
+    that matters for each: the upper one for the AUC (how much better the candidate could be at
+    best), the lower one for the Brier score (how much worse at least)."""
+    y = labels.astype(float)
+
+    def auc_gap(y: np.ndarray, a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _auc(y, a, axis) - _auc(y, b, axis)
+
+    def brier_gap(y: np.ndarray, a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean((a - y) ** 2 - (b - y) ** 2, axis=axis)
+
+    found = {}
+    for name, statistic in (("roc_auc", auc_gap), ("brier", brier_gap)):
+        result = stats.bootstrap((y, candidate, incumbent), statistic, paired=True, vectorized=True,
+                                 n_resamples=RESAMPLES, confidence_level=2 * CONFIDENCE - 1,
+                                 method="percentile", rng=np.random.default_rng(seed))
+        found[f"{name}_difference"] = float(statistic(y, candidate, incumbent))
+        found[f"{name}_difference_low"] = float(result.confidence_interval.low)
+        found[f"{name}_difference_high"] = float(result.confidence_interval.high)
+    return found
 
 
 class Gate:
-    def __init__(self, client: mlflow.MlflowClient, data: TrainingData, settings: Settings,
-                 backtest_months: int = 6) -> None:
+    def __init__(self, client: mlflow.MlflowClient, data: TrainingData, settings: Settings) -> None:
         self.client = client
+        self.name = settings.registered_model
         self.data = data
         self.settings = settings
-        self.backtest_months = backtest_months
-        self._recipes: dict[Hyperparameters, dict[str, float]] = {}
-        window = set(evaluate.backtest_months(data.features, backtest_months))
-        self._window = evaluate.contact_months(data.features).isin(window).to_numpy()
+        months = evaluate.contact_months(data.features)
+        self.holdout_months = evaluate.backtest_months(data.features, settings.gate_holdout_months)
+        first = self.holdout_months[0]
+        self.holdout = (months >= first).to_numpy()
+        self.holdout_start = first.start_time.strftime("%Y-%m-%d")
 
-    # ---------------------------------------------------------------- a version's figures
+    # ---------------------------------------------------------------- the contenders
 
-    def fetch(self, version: str) -> Registered:
+    def fetch(self, version: str, alias: str | None = None) -> Contender:
         try:
-            found = self.client.get_model_version(registry.REGISTERED_MODEL, version)
+            found = self.client.get_model_version(self.name, version)
         except mlflow.exceptions.MlflowException as exc:
-            raise GateError(f"{registry.REGISTERED_MODEL} has no version {version}") from exc
+            raise GateError(f"{self.name} has no version {version}") from exc
         if found.run_id is None:
-            raise GateError(f"version {version} of {registry.REGISTERED_MODEL} has no training run")
+            raise GateError(f"version {version} of {self.name} has no training run")
         run = self.client.get_run(found.run_id)
         with tempfile.TemporaryDirectory() as scratch:
-            local = Path(mlflow.artifacts.download_artifacts(registry.version_uri(version), dst_path=scratch))
+            uri = registry.version_uri(self.name, version)
+            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
             model = Model.load(str(local))
             try:
                 pipeline = pickle.loads((local / "artifacts" / "pipeline.pkl").read_bytes())  # noqa: S301
-            except Exception as exc:  # an older package's classes: judged on its logged figures only
+            except Exception as exc:  # an older package's classes: its recipe is refitted instead
                 log.warning("version %s: its pipeline does not load here (%s)", version, type(exc).__name__)
                 pipeline = None
-        params = run.data.params
-        return Registered(
-            version, Hyperparameters.from_params(params), dict(run.data.metrics),
-            {"data": fingerprint.from_tags(run.data.tags), "package": run.data.tags.get("package_version"),
-             "settings": (params.get("backtest_months"), params.get("test_size"), params.get("seed"))},
-            None if model.signature is None else model.signature.to_dict(), pipeline)
+        hyper = Hyperparameters.from_params(run.data.params)
+        accepted = {table: fingerprint.months_of(found.tags[key]) for table in ("customers", "socio_eco")
+                    if (key := f"{TAG_PREFIX}.{alias}.tables.{table}") in found.tags}
+        return Contender(f"version {version}", version, hyper, pipeline, fingerprint.from_tags(run.data.tags),
+                         None if model.signature is None else model.signature.to_dict(), accepted or None)
 
-    def figures(self, model: Registered) -> dict[str, float]:
-        return {**self._recipe(model), **self._fitted(model)}
+    def fit_candidate(self, hyper: Hyperparameters) -> Contender:
+        """The recipe fitted on every contact before the holdout: the nightly candidate."""
+        before = ~self.holdout
+        pipeline = build_pipeline(hyper).fit(self.data.features[before], self.data.labels[before])
+        return Contender("the candidate", None, hyper, pipeline, None, schema.signature().to_dict())
 
-    def _recipe(self, model: Registered) -> dict[str, float]:
-        names = [f"{e}_{m}" for e in ("backtest", "random") for m in ("roc_auc", "brier")]
-        same = model.evaluated_on == {"data": self.data.fingerprints,
-                                      "package": package_version.installed_version(),
-                                      "settings": (str(self.backtest_months), str(DEFAULTS.test_size),
-                                                   str(DEFAULTS.seed))}
-        if same and all(n in model.logged for n in names):
-            return {n: model.logged[n] for n in names}
-        if model.hyper not in self._recipes:
-            log.info("evaluating the recipe of version %s on the gate's data", model.version)
-            evaluation = evaluate.evaluate_recipe(self.data.features, self.data.labels, model.hyper,
-                                                  self.backtest_months, DEFAULTS.test_size, DEFAULTS.seed)
-            self._recipes[model.hyper] = {n: evaluation.metrics[n] for n in names}
-        return self._recipes[model.hyper]
+    def scores(self, model: Contender) -> tuple[np.ndarray, str]:
+        """Its appetences for the holdout's contacts, and how they were had: as fitted when it
+        never learned these very contacts (fitted before them, or on other data: another
+        environment's, a CSV), its recipe fitted again without them otherwise."""
+        rows = self.data.features[self.holdout]
+        if model.pipeline is not None and not self._learned_holdout(model):
+            return model.pipeline.predict_proba(rows)[:, 1], "as fitted"
+        before = ~self.holdout
+        refit = build_pipeline(model.hyper).fit(self.data.features[before], self.data.labels[before])
+        why = "it learned from the holdout" if model.learned else "what it learned from is unknown"
+        return refit.predict_proba(rows)[:, 1], f"its recipe fitted again without the holdout ({why})"
 
-    def _fitted(self, model: Registered) -> dict[str, float]:
-        if model.pipeline is None:
-            return {}
-        rows, labels = self.data.features[self._window], self.data.labels[self._window]
-        scores = model.pipeline.predict_proba(rows)[:, 1]
-        return {"fitted_roc_auc": float(roc_auc_score(labels, scores)),
-                "fitted_brier": float(brier_score_loss(labels, scores))}
+    def _learned_holdout(self, model: Contender) -> bool:
+        if model.version is None:  # the nightly candidate: fitted without the holdout
+            return False
+        if model.learned is None:
+            return True  # unknown: the safe side
+        months = {str(m) for m in self.holdout_months}
+        theirs = {m: h for m, h in model.learned["customers"].months if m in months}
+        ours = {m: h for m, h in self.data.fingerprints["customers"].months if m in months}
+        return bool(theirs) and theirs == ours
 
     # ---------------------------------------------------------------- the rules
 
-    def judge(self, candidate: Registered, incumbent: Registered | None, alias: str) -> Verdict:
-        mine = self.figures(candidate)
-        theirs = None if incumbent is None else self.figures(incumbent)
-        verdict = Verdict(candidate.version, alias, None if incumbent is None else incumbent.version,
-                          mine, theirs)
+    def judge(self, candidate: Contender, incumbent: Contender | None, alias: str) -> Verdict:
+        labels = self.data.labels[self.holdout]
+        mine, how = self.scores(candidate)
+        figures = {"holdout_rows": float(len(labels)),
+                   "candidate_roc_auc": float(roc_auc_score(labels, mine)),
+                   "candidate_brier": float(brier_score_loss(labels, mine))}
+        months = ", ".join(str(m) for m in self.holdout_months)
+        verdict = Verdict(candidate.version, alias, None if incumbent is None else incumbent.version, figures,
+                          [f"holdout: the contacts of {months}", f"{candidate.label}: {how}"])
         if candidate.signature != schema.signature().to_dict():
             verdict.failed.append("signature: the version's input or output signature is not the "
                                   "contract this package serves (chaos_pyfunc/schema.py)")
@@ -192,52 +253,82 @@ class Gate:
             sample = self.data.features.sample(n=min(BEHAVIOUR_ROWS, len(self.data.features)), random_state=0)
             verdict.failed += [f"behaviour: {problem}"
                                for problem in behaviour.failures(score_rows(candidate.pipeline), sample)]
-        if theirs is None or incumbent is None:
+        if incumbent is None:
             floor = self.settings.gate_min_roc_auc
-            verdict.failed += [f"roc_auc: {name} {mine[name]:.4f} is below the floor {floor:.3f} "
-                               "(gate_min_roc_auc)" for name in mine if name.endswith("roc_auc")
-                               and mine[name] < floor]
+            if figures["candidate_roc_auc"] < floor:
+                verdict.failed.append(f"roc_auc: {figures['candidate_roc_auc']:.4f} on the holdout is below "
+                                      f"the floor {floor:.3f} (gate_min_roc_auc)")
             return verdict
+        verdict.failed += self.history(incumbent)
+        theirs, how = self.scores(incumbent)
+        verdict.notes.append(f"{incumbent.label}: {how}")
+        if np.array_equal(mine, theirs):
+            verdict.notes.append(f"the candidate scores the holdout exactly as {incumbent.label}: the same "
+                                 "recipe on the same months; the history and the behaviour are judged")
+        figures |= {"incumbent_roc_auc": float(roc_auc_score(labels, theirs)),
+                    "incumbent_brier": float(brier_score_loss(labels, theirs)),
+                    **paired_differences(labels, mine, theirs)}
         margin = self.settings.gate_max_auc_drop
-        for name in (f"{e}_{m}" for e in EVALUATIONS for m in ("roc_auc", "brier")):
-            if name not in mine or name not in theirs:
-                continue
-            ours, its = mine[name], theirs[name]
-            if name.endswith("roc_auc") and ours < its - margin:
-                verdict.failed.append(f"roc_auc: {name} {ours:.4f} against {its:.4f} for version "
-                                      f"{incumbent.version}, worse by {its - ours:.4f} "
-                                      f"(allowed: {margin:.3f})")
-            if name.endswith("brier") and ours > its + BRIER_TOLERANCE:
-                verdict.failed.append(f"brier: {name} {ours:.4f} against {its:.4f} for version "
-                                      f"{incumbent.version}: worse")
+        if figures["roc_auc_difference_high"] < -margin:
+            verdict.failed.append(
+                f"roc_auc: {figures['candidate_roc_auc']:.4f} against {figures['incumbent_roc_auc']:.4f} for "
+                f"{incumbent.label} on the same {len(labels)} contacts: lower by "
+                f"{-figures['roc_auc_difference']:.4f}, and by more than {margin:.3f} with "
+                f"{CONFIDENCE:.0%} confidence (at least {-figures['roc_auc_difference_high']:.4f})")
+        if figures["brier_difference_low"] > 0:
+            verdict.failed.append(
+                f"brier: {figures['candidate_brier']:.4f} against {figures['incumbent_brier']:.4f} for "
+                f"{incumbent.label} on the same {len(labels)} contacts: worse with {CONFIDENCE:.0%} "
+                f"confidence (by at least {figures['brier_difference_low']:.4f})")
         return verdict
+
+    def history(self, incumbent: Contender) -> list[str]:
+        """The months of this environment's tables, as they were when ``incumbent`` was let
+        behind the alias, that the tables now hold otherwise, in words."""
+        if incumbent.accepted_on is None:
+            return []
+        problems = []
+        for table, before in incumbent.accepted_on.items():
+            changed = fingerprint.rewritten(fingerprint.TableFingerprint(0, "", "", "", before),
+                                            self.data.fingerprints[table])
+            if changed:
+                shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+                problems.append(f"history: {table} of {shown} differ from what the tables held when "
+                                f"{incumbent.label} was let in (a correction, or a corruption: a person "
+                                "tells them apart, with --force --reason)")
+        return problems
 
 
 def promote(client: mlflow.MlflowClient, data: TrainingData, settings: Settings, version: str,
-            alias: str, force_reason: str | None = None, backtest_months: int = 6) -> Verdict:
-    """Judge ``version`` against the holder of ``alias``; move the alias if it passes or is
-    forced; record the verdict on the version either way."""
+            alias: str, force_reason: str | None = None) -> Verdict:
+    """Judge registered ``version`` against the holder of ``alias``; move the alias if it passes
+    or is forced; record the verdict on the version either way."""
     if alias not in registry.ALIASES:
         raise GateError(f"alias must be one of {', '.join(registry.ALIASES)}, not {alias!r}")
-    gate = Gate(client, data, settings, backtest_months)
+    gate = Gate(client, data, settings)
     candidate = gate.fetch(version)
-    current = registry.holder(client, alias)
+    current = registry.holder(client, gate.name, alias)
     same = current is None or str(current.version) == version
-    incumbent = None if current is None or same else gate.fetch(str(current.version))
+    incumbent = None if current is None or same else gate.fetch(str(current.version), alias)
     verdict = gate.judge(candidate, incumbent, alias)
-    if alias == "production" and "staging" not in registry.aliases_of(client, version):
-        staging = registry.holder(client, "staging")
-        verdict.failed.append(f"staging_first: version {version} does not hold staging "
-                              f"({'version ' + str(staging.version) if staging else 'no version'} does)")
-    verdict.forced_reason = force_reason if verdict.failed else None
-    for key, value in verdict.tags().items():
-        client.set_model_version_tag(registry.REGISTERED_MODEL, version, key, value)
-    if verdict.moved:
-        client.set_registered_model_alias(registry.REGISTERED_MODEL, alias, version)
-    log.info("gate %s for version %s to %s", verdict.outcome, version, alias)
+    record(client, settings.registered_model, verdict, version, data, force_reason)
     return verdict
+
+
+def record(client: mlflow.MlflowClient, name: str, verdict: Verdict, version: str, data: TrainingData,
+           force_reason: str | None = None) -> None:
+    """The verdict's tags on ``version`` (with the tables it was judged on), and the alias moved
+    if it passed (or was forced)."""
+    verdict.version = version
+    verdict.forced_reason = force_reason if verdict.failed else None
+    for key, value in verdict.tags(data.fingerprints).items():
+        client.set_model_version_tag(name, version, key, value)
+    if verdict.moved:
+        client.set_registered_model_alias(name, verdict.alias, version)
+    log.info("gate %s for version %s to %s", verdict.outcome, version, verdict.alias)
 
 
 def score_rows(pipeline: Any) -> behaviour.Score:
     """The fitted pipeline as a behaviour.Score on joined contacts."""
     return lambda rows: np.asarray(pipeline.predict_proba(rows)[:, 1], dtype=np.float64)
+

@@ -38,7 +38,7 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chaos_pyfunc.metrics import Metrics
 from chaos_pyfunc.observer import Answered, Observer
-from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
 from chaos_pyfunc.request_body import count_rows, one_customer_as_records
 from chaos_pyfunc.shutdown import ShutdownClock
 
@@ -231,8 +231,10 @@ class Gateway:
                     raise Refusal(415, "Content-Type must be application/json, in UTF-8")
                 body = one_customer_as_records(body)
                 scope = {**scope, "path": "/invocations", "raw_path": b"/invocations"}
-            rows = await count_rows(body, content_type)
-            if rows is not None and rows > limits.max_rows:
+            parsed = await count_rows(body, content_type)
+            rows = parsed.rows
+            CONTACT_IDS.set(parsed.contact_ids)  # this request's task: the prediction log reads them
+            if rows > limits.max_rows:
                 raise Refusal(413, f"{rows} rows: at most {limits.max_rows} per request")
             if rows == 0 and content_type == "application/json":
                 await respond(send, 200, b'{"predictions": []}')

@@ -32,8 +32,11 @@ def _error(description: str) -> dict[str, Any]:
 def spec(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document of the scoring API."""
     columns = list(schema.INPUT_COLUMNS)
+    contact_id = {"type": ["string", "null"], "maxLength": schema.CONTACT_ID_MAX_CHARS,
+                  "description": "optional: your own id of the contact, kept with its score in the "
+                                 "prediction log so its outcome can be joined back; not a model input"}
     row = {"type": "object", "required": columns,
-           "properties": {c: _column(c) for c in columns}}
+           "properties": {**{c: _column(c) for c in columns}, schema.CONTACT_ID: contact_id}}
     cell = {"type": ["string", "number", "null"]}
     split = {
         "type": "object", "required": ["dataframe_split"], "additionalProperties": False,
@@ -41,7 +44,8 @@ def spec(settings: Settings) -> dict[str, Any]:
             "type": "object", "required": ["columns", "data"],
             "properties": {
                 "columns": {"type": "array", "items": {"type": "string"},
-                            "description": "at least: " + ", ".join(columns)},
+                            "description": "at least: " + ", ".join(columns)
+                                           + f"; optionally {schema.CONTACT_ID}"},
                 "data": {"type": "array", "maxItems": settings.max_rows,
                          "items": {"type": "array", "items": cell}},
                 "index": {"type": ["array", "null"], "description": "optional: one label per row"},

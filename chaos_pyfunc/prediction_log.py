@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # The request being answered: set by the gateway, read in MLflow's worker thread (Starlette's
 # threadpool copies the context).
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The contact id of each row of the request, when it sent them (request_body.contact_ids).
+CONTACT_IDS: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar("contact_ids",
+                                                                                     default=None)
 FLUSH_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
 BATCH_ROWS = 50_000
@@ -63,6 +66,7 @@ class Scored(NamedTuple):
     appetence: np.ndarray
     request_id: str
     scored_at: float  # seconds since 1970, UTC
+    contact_ids: list[str | None] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +81,7 @@ class Rows:
     codes: dict[str, np.ndarray]     # uint8
     integers: dict[str, np.ndarray]  # int64
     appetence: np.ndarray
+    contacts: tuple[np.ndarray, list[str | None]]  # each row's contact id: codes into the choices
 
     @classmethod
     def of(cls, taken: list[Scored]) -> Rows:
@@ -89,7 +94,8 @@ class Rows:
                     for c in schema.CATEGORIES},
                    {c: np.concatenate([entry.batch.integers[c] for entry in taken]).astype(np.int64)
                     for c in schema.INTEGERS},
-                   np.concatenate([entry.appetence for entry in taken]).astype(np.float64))
+                   np.concatenate([entry.appetence for entry in taken]).astype(np.float64),
+                   _contacts(taken))
 
     def __len__(self) -> int:
         return len(self.appetence)
@@ -108,8 +114,21 @@ class Rows:
             **{c: ("int8[]", self.integers[c]) for c in schema.INTEGERS},
             **{c: ("text[]", self.codes[c], list(schema.CATEGORIES[c])) for c in schema.CATEGORIES},
             schema.OUTPUT_COLUMN: ("float8[]", self.appetence),
+            schema.CONTACT_ID: ("text[]", *self.contacts),
         }
         return [*by_request, *(by_row[name] for name in prediction_table.ROW_COLUMNS)]
+
+
+def _contacts(taken: list[Scored]) -> tuple[np.ndarray, list[str | None]]:
+    """The rows' contact ids as codes into a list of them (None first: no id), as pg_copy takes
+    text: no Python work at all for the requests that sent none."""
+    total = sum(len(entry.appetence) for entry in taken)
+    if all(entry.contact_ids is None for entry in taken):
+        return np.zeros(total, dtype=np.int32), [None]
+    choices: dict[str | None, int] = {None: 0}
+    codes = [choices.setdefault(i, len(choices)) for entry in taken
+             for i in (entry.contact_ids or [None] * len(entry.appetence))]
+    return np.array(codes, dtype=np.int32), list(choices)
 
 
 class PredictionLog:
@@ -166,7 +185,9 @@ class PredictionLog:
         n = len(appetence)
         if n == 0:
             return
-        entry = Scored(batch, appetence, REQUEST_ID.get(), time.time())
+        ids = CONTACT_IDS.get()
+        ids = ids if ids is not None and len(ids) == n else None
+        entry = Scored(batch, appetence, REQUEST_ID.get(), time.time(), ids)
         with self._lock:
             if self._pending_rows + n > self.queue_rows:
                 self.dropped += n

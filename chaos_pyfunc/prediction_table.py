@@ -45,8 +45,9 @@ from chaos_pyfunc import schema
 
 log = logging.getLogger(__name__)
 
-# What each customer scored has: what was sent, then the appetence answered.
-ROW_COLUMNS = (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN)
+# What each customer scored has: what was sent, the appetence answered, and the client's contact
+# id (NULL when it sent none), which chaos monitor joins to the outcome.
+ROW_COLUMNS = (*schema.INPUT_COLUMNS, schema.OUTPUT_COLUMN, schema.CONTACT_ID)
 
 
 class LayoutError(RuntimeError):
@@ -58,6 +59,8 @@ def _array_of(name: str) -> ARRAY:
         return ARRAY(Date)
     if name == schema.OUTPUT_COLUMN:
         return ARRAY(Float)
+    if name == schema.CONTACT_ID:  # text, as COPY writes it; the gateway holds it to 64 characters
+        return ARRAY(Text)
     return ARRAY(BigInteger if name in schema.INTEGERS else Text)
 
 
@@ -133,6 +136,17 @@ def create(engine: Engine) -> None:
         except DBAPIError:  # a server built without lz4: its default compression, pglz
             log.warning("this PostgreSQL has no lz4: the prediction log's arrays are compressed with pglz")
         conn.execute(text(VIEW))
+
+
+PERIOD_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_period(text: str) -> timedelta:
+    """A period of the log back from now, as the reports take it: 7d, 24h, 90m."""
+    match = re.fullmatch(r"(\d+)([dhm])", text.strip())
+    if match is None:
+        raise ValueError(f"--since must read like 7d, 24h or 90m, not {text!r}")
+    return timedelta(**{PERIOD_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def partition_name(day: date) -> str:

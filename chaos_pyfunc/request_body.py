@@ -1,6 +1,10 @@
 """What a request body must be before MLflow sees it: the JSON forms and CSV of the scoring
 protocol, their rows counted, and the JSON types of the input contract (schema.py holds the
 rules of the values). Every refusal names the field and the rows, never the values sent.
+
+The optional ``contact_id`` of each row (schema.CONTACT_ID) is read here, checked, and handed to
+the prediction log; MLflow ignores the column (it is not in the signature), and never sees a
+malformed one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import io
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -256,21 +261,80 @@ def _whole(value: object) -> bool:
     return type(value) is int or (type(value) is float and value.is_integer())
 
 
-async def count_rows(body: bytes, content_type: str) -> int:
-    """The request's row count; 415 for a body that is neither JSON nor CSV.
+@dataclass(frozen=True)
+class Parsed:
+    """A request body checked: its rows, and the contact id of each, when it sends them."""
+
+    rows: int
+    contact_ids: list[str | None] | None = None
+
+
+def contact_ids(document: Any, rows: int) -> list[str | None] | None:
+    """The rows' contact ids in a JSON form (already checked), or None when it sends none.
+    Refusal (400) for an id that is not a string of at most CONTACT_ID_MAX_CHARS characters (or
+    null), naming the rows only."""
+    name = schema.CONTACT_ID
+    ids: list[Any] | None = None
+    if isinstance(split := document.get("dataframe_split"), dict):
+        if name in split["columns"]:
+            at = split["columns"].index(name)
+            ids = [row[at] for row in split["data"]]
+    else:
+        records = document[next(k for k in INPUT_KEYS if k in document)]
+        if isinstance(records, list) and any(isinstance(r, dict) and name in r for r in records):
+            ids = [r.get(name) if isinstance(r, dict) else None for r in records]
+        elif isinstance(records, dict) and name in records:
+            ids = records[name] if isinstance(records[name], list) else [records[name]]
+    return None if ids is None else checked_ids(ids, rows)
+
+
+def checked_ids(ids: list[Any], rows: int) -> list[str | None]:
+    bad = [not (v is None or (isinstance(v, str) and len(v) <= schema.CONTACT_ID_MAX_CHARS)) for v in ids]
+    if any(bad) or len(ids) != rows:
+        where = schema.at_rows(bad) if any(bad) else f"{len(ids)} ids for {rows} rows"
+        raise Refusal(400, f"{schema.CONTACT_ID}: expected a string of at most {schema.CONTACT_ID_MAX_CHARS} "
+                           f"characters (or null), one per row, at {where}")
+    return ids
+
+
+def csv_contact_ids(body: bytes, rows: int) -> list[str | None] | None:
+    """The contact_id column of a CSV body, if its header has one (empty: null)."""
+    header = body.split(b"\n", 1)[0]
+    if schema.CONTACT_ID.encode() not in header:
+        return None
+    try:
+        column = pd.read_csv(io.BytesIO(body), usecols=[schema.CONTACT_ID], dtype=str,
+                             keep_default_na=False)[schema.CONTACT_ID]
+    except (ValueError, pd.errors.ParserError):
+        return None  # not a readable CSV: MLflow says so
+    return checked_ids([value or None for value in column], len(column))
+
+
+def _parse(body: bytes) -> Parsed:
+    document, rows = parse_json_body(body)
+    return Parsed(rows, contact_ids(document, rows))
+
+
+def _parse_csv(body: bytes) -> Parsed:
+    if problems := diagnose_csv(body):
+        raise Refusal(400, problems)
+    rows = csv_rows(body)
+    return Parsed(rows, csv_contact_ids(body, rows))
+
+
+async def count_rows(body: bytes, content_type: str) -> Parsed:
+    """The request's rows (and contact ids); 415 for a body that is neither JSON nor CSV.
 
     Nothing else reaches MLflow: it fails (500) on a request without a Content-Type, and would
     take Parquet, whose rows nobody counts.
     """
     if content_type == "application/json":
-        if len(body) > PARSE_IN_THREAD_BYTES:
-            return (await asyncio.to_thread(parse_json_body, body))[1]
-        return parse_json_body(body)[1]
-    if content_type == "text/csv":
-        rows = csv_rows(body)
-        problems = (await asyncio.to_thread(diagnose_csv, body) if len(body) > PARSE_IN_THREAD_BYTES
-                    else diagnose_csv(body))
-        if problems:
-            raise Refusal(400, problems)
-        return rows
-    raise Refusal(415, CONTENT_TYPE_MESSAGE)
+        parse = _parse
+    elif content_type == "text/csv":
+        csv_rows(body)  # the header first: its message before any value's
+        parse = _parse_csv
+    else:
+        raise Refusal(415, CONTENT_TYPE_MESSAGE)
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(parse, body)
+    return parse(body)

@@ -64,6 +64,11 @@ CUSTOMER_COLUMNS: tuple[str, ...] = (
 )
 INPUT_COLUMNS: tuple[str, ...] = (DATE, *CUSTOMER_COLUMNS)
 OUTPUT_COLUMN = "appetence"
+# Optional, per row: the client's own id of the contact, kept in the prediction log with the row
+# so its outcome, once known, can be joined back (chaos monitor). Not a model input: the gateway
+# takes it out of the request before MLflow sees it; never in the access log.
+CONTACT_ID = "contact_id"
+CONTACT_ID_MAX_CHARS = 64
 
 # How many offending rows an error message lists before it says "and N more".
 MAX_ROWS_IN_MESSAGE = 5
@@ -81,6 +86,23 @@ def signature() -> ModelSignature:
     # number that is not whole before that (request_body.diagnose), naming the field.
     inputs += [ColSpec("long" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
+
+
+# The example a model version carries (MLflow's input_example, the registry's serving example):
+# made up, never a customer's row, since every environment may read the registry.
+EXAMPLE_ROWS: tuple[tuple[object, ...], ...] = (
+    ("2010-11-15", 41, "management", "married", "tertiary", "no", 1200, "yes", "no", "cellular", 1, -1, 0,
+     "unknown"),
+    ("2010-11-16", 29, "technician", "single", "secondary", "no", 350, "no", "no", "cellular", 2, 180, 1,
+     "failure"),
+    ("2010-11-17", 63, "retired", "divorced", "primary", "no", 5400, "no", "no", "telephone", 1, 92, 3,
+     "success"),
+)
+
+
+def example() -> pd.DataFrame:
+    """EXAMPLE_ROWS as a request's frame."""
+    return pd.DataFrame(list(EXAMPLE_ROWS), columns=list(INPUT_COLUMNS))
 
 
 def as_signature_types(frame: pd.DataFrame) -> pd.DataFrame:

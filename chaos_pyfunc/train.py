@@ -1,9 +1,12 @@
 """The training job: contacts → the serving path's validation and as-of join → evaluate the
 recipe (time-ordered backtest, random holdout) → fit on every contact → log to MLflow →
-register a version of ``chaos-appetence`` → optionally export it to a directory (``model/``).
+register a version of the environment's model (``chaos-appetence`` by default) → optionally
+export it to a directory (``model/``).
 
 The version carries no code: it requires this package (package_version.py), and its run
-records the fingerprint of the tables it learned from (fingerprint.py).
+records the fingerprint of the tables it learned from (fingerprint.py), never a customer row:
+its input example is made up (schema.EXAMPLE), and the drift report rereads the training
+contacts from the environment's own database.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import yaml
 
 from chaos_pyfunc import dataset, evaluate, fingerprint, package_version, registry, schema
@@ -40,6 +42,11 @@ class TrainOptions:
     seed: int = 0
     export_dir: Path | None = None
     register: bool = True
+    registered_model: str = registry.REGISTERED_MODEL  # the environment's (Settings.registered_model)
+    # The recipe's backtest and random holdout (seven fits): for a person comparing recipes. The
+    # nightly retrain has the gate's out-of-time figures instead, and logs those.
+    evaluate: bool = True
+    metrics: dict[str, float] | None = None  # logged as they are (the gate's, for a retrain)
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ def serving_requirements() -> list[str]:
     return [package_version.requirement(), *(f"{name}=={version(name)}" for name in SERVING_PACKAGES)]
 
 
-def export_model(model_uri: str, export_dir: Path, version_number: str | None = None) -> str | None:
+def export_model(model_uri: str, export_dir: Path, version_number: str | None = None,
+                 name: str = registry.REGISTERED_MODEL) -> str | None:
     """Replace ``export_dir`` with the model's files, ready for `chaos serve --model DIR`; returns
     the registry version they are.
 
@@ -70,7 +78,7 @@ def export_model(model_uri: str, export_dir: Path, version_number: str | None = 
     export_dir.chmod(0o755)
     meta_path = export_dir / registry.REGISTERED_MODEL_META
     if version_number is not None or not meta_path.exists():
-        meta = {"model_name": registry.REGISTERED_MODEL if version_number else None,
+        meta = {"model_name": name if version_number else None,
                 "model_version": version_number}
         meta_path.write_text(yaml.safe_dump(meta))
     version_number = yaml.safe_load(meta_path.read_text()).get("model_version")
@@ -82,43 +90,40 @@ def train(options: TrainOptions, hyper: Hyperparameters | None = None,
           data: dataset.TrainingData | None = None) -> TrainResult:
     hyper = hyper or Hyperparameters()
     data = data or dataset.load(options.customers, load_settings())
-    evaluation = evaluate.evaluate_recipe(data.features, data.labels, hyper, options.backtest_months,
-                                          options.test_size, options.seed)
+    evaluation = (evaluate.evaluate_recipe(data.features, data.labels, hyper, options.backtest_months,
+                                           options.test_size, options.seed)
+                  if options.evaluate else evaluate.Evaluation({}, {}))
     # The served model learns from every contact; the evaluation says how well the recipe does.
     pipeline = build_pipeline(hyper).fit(data.features, data.labels)
 
-    registry.use_tracking_store()
+    registry.use_tracking_store(options.registered_model)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tags({**fingerprint.as_tags(data.fingerprints),
                          "package_version": package_version.installed_version()})
         mlflow.log_params({**hyper.as_params(), "backtest_months": options.backtest_months,
                            "test_size": options.test_size, "seed": options.seed,
                            "rows": len(data.labels), "customers": data.source})
-        mlflow.log_metrics(evaluation.metrics)
-        mlflow.log_figure(evaluate.roc_figure(evaluation.curves), "plots/roc.png")
-        mlflow.log_figure(evaluate.calibration_figure(evaluation.curves), "plots/calibration.png")
-        # What the drift report compares the customers scored later with (drift.py).
-        mlflow.log_artifact(str(dataset.save_reference(data.features, Path(scratch))),
-                            str(Path(dataset.REFERENCE_ARTIFACT).parent))
+        mlflow.log_metrics({**evaluation.metrics, **(options.metrics or {})})
+        if evaluation.curves:
+            mlflow.log_figure(evaluate.roc_figure(evaluation.curves), "plots/roc.png")
+            mlflow.log_figure(evaluate.calibration_figure(evaluation.curves), "plots/calibration.png")
         pickle_path = Path(scratch) / "pipeline.pkl"
         pickle_path.write_bytes(pickle.dumps(pipeline))
         artifacts = {PIPELINE_ARTIFACT: str(pickle_path)}
         if (forest := build_forest(pipeline[-1], Path(scratch) / "forest.so")) is not None:
             artifacts[FOREST_ARTIFACT] = str(forest)
-        example = data.features.loc[:2, list(schema.INPUT_COLUMNS)].assign(
-            **{schema.DATE: lambda f: f[schema.DATE].dt.strftime("%Y-%m-%d")})
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=AppetenceModel(),
             artifacts=artifacts,
             signature=schema.signature(),
-            input_example=schema.as_signature_types(pd.DataFrame(example)),
+            input_example=schema.as_signature_types(schema.example()),  # made up: no customer's row
             pip_requirements=serving_requirements(),
-            registered_model_name=registry.REGISTERED_MODEL if options.register else None,
+            registered_model_name=options.registered_model if options.register else None,
         )
     registered = info.registered_model_version
     result = TrainResult(run.info.run_id, info.model_uri,
                          None if registered is None else str(registered), evaluation.metrics)
     if options.export_dir is not None:
-        export_model(info.model_uri, options.export_dir, result.version)
+        export_model(info.model_uri, options.export_dir, result.version, options.registered_model)
     return result

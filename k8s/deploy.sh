@@ -12,12 +12,14 @@
 # registry.gitlab.com/bank-data/chaos/chaos/jobs@sha256:…. kubectl must already point at the
 # cluster (the GitLab deploy job).
 #
-# The model: the version the environment's alias names now (MODEL_ALIAS; default staging for
-# develop and staging, production for master) is resolved once, here, and pinned in the pod
-# spec as CHAOS_MODEL_URI=models:/chaos-appetence/<N>, with the label chaos.bank/model-version:
-# every pod of the rollout serves that version, and `kubectl rollout undo` goes back to the
-# previous image and version together. MODEL_VERSION=<N> deploys that version instead (a model
-# rollback: the alias is not read). The registry is MLFLOW_TRACKING_URI, else the cluster's
+# The model: each environment has its own registered model, whose alias names what it serves
+# (chaos_pyfunc/registry.py): staging, and develop, serve chaos-appetence-staging@staging, master
+# chaos-appetence-production@production; a staging version reaches production only by
+# k8s/promote.sh. The alias's version is resolved once, here, and pinned in the pod spec as
+# CHAOS_MODEL_URI=models:/<model>/<N>, with the label chaos.bank/model-version: every pod of the
+# rollout serves that version, and `kubectl rollout undo` goes back to the previous image and
+# version together. MODEL_VERSION=<N> deploys that version of the environment's model instead (a
+# model rollback: the alias is not read). The registry is MLFLOW_TRACKING_URI, else the cluster's
 # (k8s/registry) through kubectl port-forward.
 # The smoke test authenticates with SMOKE_API_KEY (a key of the environment's keys file, a
 # masked CI variable); it is never printed.
@@ -84,16 +86,8 @@ fi
 
 namespace=chaos-$env_name
 deployment=chaos-$env_name
-model_name=chaos-appetence
-if [[ $env_name == master ]]; then default_alias=production; else default_alias=staging; fi
-model_alias=${MODEL_ALIAS:-$default_alias}
-case $model_alias in
-  staging | production) ;;
-  *)
-    echo "error: MODEL_ALIAS must be staging or production, not '$model_alias'" >&2
-    exit 2
-    ;;
-esac
+if [[ $env_name == master ]]; then model_alias=production; else model_alias=staging; fi
+model_name=chaos-appetence-$model_alias
 if [[ -n ${MODEL_VERSION:-} && ! $MODEL_VERSION =~ ^[1-9][0-9]*$ ]]; then
   echo "error: MODEL_VERSION must be a version number, not '$MODEL_VERSION'" >&2
   exit 2

@@ -60,7 +60,7 @@ def test_help_ends_with_the_exit_codes_every_command_uses() -> None:
         assert f"  {code}  {meaning}" in help_text
 
 
-COMMANDS = {"db", "train", "promote", "retrain", "export", "keys", "drift", "score", "serve"}
+COMMANDS = {"db", "train", "promote", "retrain", "export", "keys", "drift", "monitor", "score", "serve"}
 
 
 def test_help_lists_every_command_with_its_own_line() -> None:

@@ -6,6 +6,7 @@ import pytest
 from conftest import CUSTOMERS_CSV, SHARED_SOCIO_ECO_CSV, SOCIO_ECO_CSV
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
+from support.rows import contract_rows
 
 from chaos_pyfunc.config import EMBEDDED_DATABASE_PATH, Settings
 from chaos_pyfunc.db import (
@@ -68,8 +69,22 @@ def test_loading_customers_twice_keeps_one_copy(any_url: str) -> None:
     assert count(engine, customers) == 38429
     read_back = read_customers(engine)
     original = pd.read_csv(CUSTOMERS_CSV)
-    assert sorted(read_back.columns) == sorted(original.columns)
+    assert sorted(read_back.columns) == sorted([*original.columns, "contact_id"])
+    assert read_back["contact_id"].isna().all()  # the shared CSV has no contact ids: optional
     pd.testing.assert_frame_equal(read_back[original.columns], original, check_dtype=False)
+    engine.dispose()
+
+
+def test_contact_ids_are_loaded_and_a_table_without_the_column_gets_it(pg_url: str, tmp_path: Path) -> None:
+    engine = make_engine(Settings(database_url=pg_url))
+    init_schema(engine)
+    with engine.begin() as conn:  # a customers table made by an earlier version
+        conn.execute(text("ALTER TABLE customers DROP COLUMN contact_id"))
+    rows = contract_rows(3, seed=3).assign(duration_contact=100, subscription=["yes", "no", "no"],
+                                           contact_id=["0042", None, "b-7"])
+    rows.to_csv(tmp_path / "c.csv", index=False)
+    assert load_csv(engine, "customers", tmp_path / "c.csv") == 3
+    assert read_customers(engine)["contact_id"].tolist() == ["0042", None, "b-7"]  # text, as sent
     engine.dispose()
 
 

@@ -111,7 +111,7 @@ def test_a_bad_period_an_empty_log_or_no_reference_is_a_clear_error(pg_url: str,
     engine_with_indicators(pg_url).dispose()
     monkeypatch.setenv("CHAOS_DATABASE_URL", pg_url)
     assert main(["drift", "--since", "a week", "--output", str(tmp_path)]) == 2
-    assert "--since must read like 7d or 24h" in capsys.readouterr().err
+    assert "--since must read like 7d, 24h or 90m" in capsys.readouterr().err
     PredictionLog(Settings(database_url=pg_url), None, flush_seconds=3600).close()  # the table, empty
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds no row scored in the last 7d" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators
 
-from chaos_pyfunc.registry import EXPERIMENT, REGISTERED_MODEL
+from chaos_pyfunc.registry import REGISTERED_MODEL
 
 pytestmark = [pytest.mark.data, pytest.mark.training]  # trains on the labelled customers
 
@@ -22,19 +22,19 @@ def test_mlflow_run_trains_logs_and_registers(tmp_path: Path) -> None:
     engine_with_indicators(indicators).dispose()
     # Artifacts under tmp_path, not in a ./mlruns of the repository.
     mlflow.set_tracking_uri(tracking)
-    mlflow.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.create_experiment(REGISTERED_MODEL, artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_tracking_uri(None)
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": tracking, "CHAOS_DATABASE_URL": indicators}
     completed = subprocess.run(
         [str(VENV_BIN / "mlflow"), "run", str(REPO), "-e", "train", "--env-manager", "local",
-         "--experiment-name", EXPERIMENT, "-P", f"customers={CUSTOMERS_CSV}",
+         "--experiment-name", REGISTERED_MODEL, "-P", f"customers={CUSTOMERS_CSV}",
          "-P", "max_iter=60"],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=tracking)
-    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(REGISTERED_MODEL).experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.metrics["random_roc_auc"] >= 0.80
     assert run.data.params["max_iter"] == "60"

@@ -20,7 +20,7 @@ from support.tcp_proxy import TcpProxy
 from chaos_pyfunc import prediction_table, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
 from chaos_pyfunc.prediction_table import LayoutError, prediction_rows, predictions
 
 
@@ -282,3 +282,15 @@ def test_close_keeps_to_its_time_and_counts_what_it_could_not_write(pg_url: str)
         proxy.stop()
     assert took < 1.5, took
     assert recorder.dropped == 5 and recorder.written == 2
+
+
+def test_contact_ids_are_kept_with_their_rows_null_where_none_was_sent(recorder) -> None:
+    token = CONTACT_IDS.set(["c-1", None, "c-3"])
+    try:
+        record(recorder, contract_rows(3, seed=98), "with-ids")
+    finally:
+        CONTACT_IDS.reset(token)
+    record(recorder, contract_rows(2, seed=99), "without")
+    assert recorder.flush()
+    table = stored(recorder.engine)
+    assert table["contact_id"].tolist() == ["c-1", None, "c-3", None, None]

@@ -40,9 +40,9 @@ def test_a_day_is_attached_once_and_holds_only_its_rows(engine: Engine) -> None:
         conn.execute(text("INSERT INTO predictions (request_id, scored_at, rows, date, age, job_type, "
                           "status, education, has_default, balance, has_housing_loan, has_perso_loan, "
                           "contact, nb_contact, nb_day_last_contact, nb_contact_last_campaign, "
-                          "result_last_campaign, appetence) VALUES ('x', now() - interval '3 days', 0, "
-                          "'{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', "
-                          "'{}', '{}')"))
+                          "result_last_campaign, appetence, contact_id) VALUES ('x', now() - interval "
+                          "'3 days', 0, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', "
+                          "'{}', '{}', '{}', '{}', '{}')"))
 
 
 def fill_expired_days(engine: Engine, days: list[datetime]) -> None:
@@ -51,7 +51,8 @@ def fill_expired_days(engine: Engine, days: list[datetime]) -> None:
     per_day = EXPIRED_ROWS // len(days)
     arrays = {name: "ARRAY[1]::bigint[]" for name in schema.INTEGERS}
     arrays |= {name: "ARRAY['unknown']" for name in schema.CATEGORIES}
-    arrays |= {schema.DATE: "ARRAY[DATE '2010-11-02']", schema.OUTPUT_COLUMN: "ARRAY[0.5]::float8[]"}
+    arrays |= {schema.DATE: "ARRAY[DATE '2010-11-02']", schema.OUTPUT_COLUMN: "ARRAY[0.5]::float8[]",
+               schema.CONTACT_ID: "ARRAY['c-' || n]"}
     names = ", ".join(f'"{name}"' for name in prediction_table.ROW_COLUMNS)
     values = ", ".join(arrays[name] for name in prediction_table.ROW_COLUMNS)
     with engine.connect() as conn:

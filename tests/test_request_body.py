@@ -13,6 +13,8 @@ from support.bodies import COLUMNS, VALUE, dumps, records, refusal_of, split, va
 from chaos_pyfunc import schema
 from chaos_pyfunc.answers import Refusal
 from chaos_pyfunc.request_body import (
+    contact_ids,
+    csv_contact_ids,
     csv_rows,
     diagnose,
     diagnose_csv,
@@ -307,3 +309,50 @@ def test_a_number_column_takes_json_numbers_only(value: object) -> None:
     with pytest.raises(Refusal) as refused:
         parse_json_body(body)
     assert (refused.value.status, refused.value.message) == (400, "age: expected an integer at row 1")
+
+
+# ------------------------------------------------------------------ contact ids
+
+
+def with_ids(rows: list[dict[str, Any]], ids: list[Any]) -> list[dict[str, Any]]:
+    return [{**row, schema.CONTACT_ID: i} for row, i in zip(rows, ids, strict=True)]
+
+
+@pytest.mark.parametrize("form", ["dataframe_split", "dataframe_records", "instances", "inputs_columns"])
+def test_contact_ids_are_read_from_every_json_form(form: str) -> None:
+    ids = ["c-1", None, "c-3"]
+    rows = with_ids(records(3), ids)
+    if form == "dataframe_split":
+        columns = list(rows[0])
+        data = [[r[c] for c in columns] for r in rows]
+        document: dict[str, Any] = {form: {"columns": columns, "data": data}}
+    elif form == "inputs_columns":
+        document = {"inputs": {c: [r[c] for r in rows] for c in rows[0]}}
+    else:
+        document = {form: rows}
+    parsed = parse_json_body(dumps(document))
+    assert contact_ids(*parsed) == ids
+
+
+def test_a_body_without_contact_ids_has_none() -> None:
+    assert contact_ids(*parse_json_body(dumps({"dataframe_records": records(2)}))) is None
+
+
+@pytest.mark.parametrize("bad", [7, "x" * 65, ["a"], {"a": 1}, True])
+def test_a_contact_id_that_is_not_a_short_string_is_refused_naming_the_row_only(bad: Any) -> None:
+    rows = with_ids(records(3), ["ok", bad, f"{VALUE}"])
+    with pytest.raises(Refusal) as refused:
+        contact_ids(*parse_json_body(dumps({"dataframe_records": rows})))
+    assert refused.value.status == 400
+    message = refused.value.message
+    assert message == ("contact_id: expected a string of at most 64 characters (or null), one per row, "
+                       "at row 1")
+    assert VALUE not in message and "x" * 10 not in message
+
+
+def test_contact_ids_in_a_csv_column_empty_meaning_none() -> None:
+    header = ",".join([*COLUMNS, schema.CONTACT_ID]).encode()
+    line = ",".join(str(v) for v in valid_row().values()).encode()
+    body = header + b"\n" + line + b",c-9\n" + line + b",\n"
+    assert csv_contact_ids(body, 2) == ["c-9", None]
+    assert csv_contact_ids(b",".join(c.encode() for c in COLUMNS) + b"\n" + line + b"\n", 1) is None

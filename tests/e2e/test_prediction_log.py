@@ -11,7 +11,7 @@ import requests
 from conftest import request_rows, throwaway_pg_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from support.logs import once_logged
+from support.logs import exited_log, once_logged
 from support.tcp_proxy import TcpProxy
 
 from .conftest import json_body, predictions, running_server
@@ -21,14 +21,20 @@ pytestmark = pytest.mark.e2e
 
 def test_every_row_scored_is_logged_under_its_request_id(tmp_path, customers: pd.DataFrame) -> None:
     sent: dict[str, int] = {}
+    ids: dict[str, list[str | None]] = {}
     with throwaway_pg_database(with_indicators=True) as url:
         env = {"CHAOS_DATABASE_URL": url, "CHAOS_PREDICTION_LOG": "true"}
         with running_server(env, tmp_path, tmp_path / "server.log") as base:
             for i, size in enumerate((1, 7, 30, 2)):
-                body = json_body(request_rows(customers, size, seed=90 + i), "dataframe_split")
+                rows = request_rows(customers, size, seed=90 + i)
+                if i % 2:  # the client's own ids of its contacts, with some rows: not a model input
+                    rows = rows.assign(contact_id=[f"ZQX-contact-{i}-{j}" for j in range(size)])
+                body = json_body(rows, "dataframe_split")
                 answer = requests.post(f"{base}/invocations", json=body, timeout=30)
                 assert len(predictions(answer)) == size
                 sent[answer.headers["x-request-id"]] = size
+                given = rows["contact_id"].tolist() if "contact_id" in rows else [None] * size
+                ids[answer.headers["x-request-id"]] = given
             assert requests.post(f"{base}/invocations", timeout=30, json={"dataframe_records": [{"age": 1}]}
                                  ).status_code == 400  # refused: nothing scored, nothing logged
         # the server has exited (SIGTERM): whatever was still queued is written by now
@@ -38,9 +44,12 @@ def test_every_row_scored_is_logged_under_its_request_id(tmp_path, customers: pd
                                        "GROUP BY request_id"))
             logged = dict(counts.all())
             versions = set(conn.execute(text("SELECT DISTINCT model_version FROM predictions")).scalars())
+            kept = dict(conn.execute(text("SELECT request_id, contact_id FROM predictions")).all())
         engine.dispose()
     assert logged == sent
+    assert kept == ids
     assert versions == {"1"}  # the committed model/ is version 1
+    assert "ZQX-contact" not in exited_log(tmp_path / "server.log")  # never in the access log
 
 
 def test_the_server_starts_with_the_log_s_database_away_and_writes_what_waited(

@@ -50,7 +50,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         ("develop", {"build", "unit-tests", "secrets-scan"}),
         ("staging", {"build", "unit-tests", "secrets-scan", "deploy-staging"}),
-        ("master", {"secrets-scan", "deploy-production"}),  # no build: it deploys what staging tested
+        # no build: it deploys what staging tested; promoting a staging version is a manual step
+        ("master", {"secrets-scan", "deploy-production", "promote-model"}),
         ("feature/faster-join", {"build", "unit-tests", "secrets-scan"}),
     ],
 )
@@ -262,8 +263,16 @@ def test_a_pipeline_variable_deploys_a_given_model_version() -> None:
     """The rollback: MODEL_VERSION (empty by default) reaches deploy.sh, which pins it."""
     variables = PIPELINE["variables"]
     assert variables["MODEL_VERSION"]["value"] == "" and variables["MODEL_VERSION"]["description"]
-    assert variables["MODEL_ALIAS"]["value"] == ""
+    assert "MODEL_ALIAS" not in variables  # an environment reads only its own model's alias
     assert "MODEL_VERSION" in (REPO / "k8s" / "deploy.sh").read_text()
+
+
+def test_a_staging_version_reaches_production_only_by_the_manual_promotion_job() -> None:
+    job = PIPELINE["promote-model"]
+    assert job["rules"] == [{"if": '$CI_COMMIT_BRANCH == "master"', "when": "manual", "allow_failure": True}]
+    assert job["extends"] == ".deploy" and job["resource_group"] == "production"
+    assert job["script"][-1] == 'k8s/promote.sh "$MODEL_VERSION"'
+
 
 
 def test_every_image_is_pinned_to_a_version() -> None:

@@ -154,7 +154,7 @@ def test_objects_per_environment(env: str) -> None:
     expected = ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodMonitoring",
                 "Rules", "Service"]
     if env != "develop":  # the nightly jobs (components/nightly)
-        expected += ["CronJob", "CronJob"]  # chaos retrain and chaos drift
+        expected += ["CronJob", "CronJob", "CronJob"]  # chaos retrain, drift and monitor
     if env == "master":
         expected += ["HorizontalPodAutoscaler", "PodDisruptionBudget"]
     assert kinds == sorted(expected)
@@ -463,9 +463,11 @@ def test_deploy_render_sets_exactly_the_images_and_the_model_version(image: str,
     assert app["image"] == image
     # Everything else is the staging overlay as it is.
     app["image"] = f"{IMAGE}:staging"
-    assert app["env"].pop() == {"name": "CHAOS_MODEL_URI", "value": "models:/chaos-appetence/7"}
+    # staging serves its own registered model's version
+    assert app["env"].pop() == {"name": "CHAOS_MODEL_URI", "value": "models:/chaos-appetence-staging/7"}
     assert template["metadata"]["labels"].pop("chaos.bank/model-version") == "7"
-    assert template["metadata"].pop("annotations") == {"chaos.bank/model-uri": "models:/chaos-appetence/7"}
+    assert template["metadata"].pop("annotations") == {"chaos.bank/model-uri":
+                                                       "models:/chaos-appetence-staging/7"}
     # The nightly jobs run the jobs image of the same build.
     for cronjob in (doc for doc in deployed if doc["kind"] == "CronJob"):
         job = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"], "job")
@@ -487,7 +489,7 @@ def test_the_rendered_master_pins_a_numeric_model_version_in_every_pod() -> None
     template = only(deployed, "Deployment")["spec"]["template"]
     app = container(template["spec"], "chaos")
     uri = next(e["value"] for e in app["env"] if e["name"] == "CHAOS_MODEL_URI")
-    assert re.fullmatch(r"models:/chaos-appetence/12", uri)
+    assert re.fullmatch(r"models:/chaos-appetence-production/12", uri)  # production's own model
     assert template["metadata"]["labels"]["chaos.bank/model-version"] == "12"
     # The nightly jobs have no pin: the retraining reads the alias, on purpose.
     for cronjob in (doc for doc in deployed if doc["kind"] == "CronJob"):
@@ -519,9 +521,8 @@ def test_deploy_refuses_bad_arguments(args: list[str], message: str) -> None:
 @pytest.mark.parametrize(("variables", "message"), [
     ({"MODEL_VERSION": "latest"}, "MODEL_VERSION must be a version number, not 'latest'"),
     ({"MODEL_VERSION": "0"}, "MODEL_VERSION must be a version number"),
-    ({"MODEL_ALIAS": "champion", "MODEL_VERSION": "3"}, "MODEL_ALIAS must be staging or production"),
     ({"MODEL_VERSION": "3", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
-     "the model registry does not know version 3 of chaos-appetence (or cannot be reached)"),
+     "the model registry does not know version 3 of chaos-appetence-production (or cannot be reached)"),
 ])
 def test_deploy_refuses_a_bad_model_version(variables: dict[str, str], message: str) -> None:
     done = run_script("deploy.sh", "--render", "master", SERVE_REF, JOBS_REF,
@@ -543,10 +544,12 @@ def cronjobs(env: str) -> dict[str, Manifest]:
     ("master", "retrain", ["chaos", "retrain", "--alias", "production"]),
     ("staging", "drift", ["chaos", "drift", "--since", "1d", "--output", "/tmp/drift"]),  # noqa: S108
     ("master", "drift", ["chaos", "drift", "--since", "1d", "--output", "/tmp/drift"]),  # noqa: S108
+    ("staging", "monitor", ["chaos", "monitor", "--since", "30d", "--output", "/tmp/monitor"]),  # noqa: S108
+    ("master", "monitor", ["chaos", "monitor", "--since", "30d", "--output", "/tmp/monitor"]),  # noqa: S108
 ])
 def test_the_nightly_cronjobs(env: str, name: str, command: list[str]) -> None:
     docs = manifests(env)
-    assert set(cronjobs(env)) == {f"chaos-retrain-{env}", f"chaos-drift-{env}"}
+    assert set(cronjobs(env)) == {f"chaos-{kind}-{env}" for kind in ("retrain", "drift", "monitor")}
     cronjob = cronjobs(env)[f"chaos-{name}-{env}"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     job = cronjob["spec"]["jobTemplate"]["spec"]
@@ -571,9 +574,11 @@ def test_the_nightly_cronjobs(env: str, name: str, command: list[str]) -> None:
     service = only(docs, "Service")["spec"]["selector"]
     assert not service.items() <= labels.items()
     assert labels["app.kubernetes.io/component"] == "job"
-    # Two schedules, apart: the drift report reads the day's log in the morning.
+    # Three schedules, apart: the reports read the day's log in the morning; production's an hour
+    # (retrain) or half an hour (reports) after staging's.
     schedules = {c["spec"]["schedule"] for c in cronjobs(env).values()}
-    assert schedules == {"30 2 * * *", "0 6 * * *"}
+    assert schedules == ({"30 2 * * *", "0 6 * * *", "0 7 * * *"} if env == "staging"
+                         else {"30 3 * * *", "30 6 * * *", "30 7 * * *"})
 
 
 def registry_manifests() -> list[Manifest]:
@@ -703,3 +708,41 @@ def test_checkov_finds_nothing() -> None:
     skipped = skipped_checks(reports)
     assert set(skipped) <= ALLOWED_SKIPS, f"skips not allowed: {set(skipped) - ALLOWED_SKIPS}"
     assert all(skipped.values()), f"a skip without its reason: {skipped}"
+
+
+def test_each_environment_s_jobs_touch_only_its_own_model_at_their_own_hours() -> None:
+    """Staging's and production's nightly jobs never share a registered model or an alias, and
+    never run at the same time against the shared registry."""
+    schedules: dict[str, dict[str, str]] = {}
+    for env, alias in (("staging", "staging"), ("master", "production")):
+        for cronjob in (doc for doc in manifests(env) if doc["kind"] == "CronJob"):
+            job = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"], "job")
+            variables = {e["name"]: e.get("value") for e in job["env"]}
+            name = cronjob["metadata"]["name"]
+            assert variables["CHAOS_REGISTERED_MODEL"] == f"chaos-appetence-{alias}", name
+            kind = cronjob["metadata"]["name"].split("-")[1]
+            if kind == "retrain":
+                assert job["args"] == ["chaos", "retrain", "--alias", alias]
+            schedules.setdefault(kind, {})[env] = cronjob["spec"]["schedule"]
+    assert set(schedules) == {"retrain", "drift", "monitor"}
+    assert all(by_env["staging"] != by_env["master"] for by_env in schedules.values()), schedules
+
+
+def test_the_promotion_job_is_production_s_retrain_pod_running_the_promote_command(tmp_path: Path) -> None:
+    """k8s/promote.sh: the one step from staging to production, as a Job of master's own pod."""
+    done = run_script("promote.sh", "--render", "12", "--force", "--reason", "incident 7")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    rendered = tmp_path / "job.yaml"
+    rendered.write_text(yaml.safe_dump(job))
+    checked = run_tool("kubernetes-validate", ["-k", "1.30.0", "--strict", rendered], timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    retrain = cronjobs("master")["chaos-retrain-master"]["spec"]["jobTemplate"]["spec"]
+    assert job["metadata"]["namespace"] == "chaos-master" and job["kind"] == "Job"
+    spec = job["spec"]
+    assert container(spec["template"]["spec"], "job")["args"] == [
+        "chaos", "promote", "12", "--alias", "production", "--from", "chaos-appetence-staging",
+        "--force", "--reason", "incident 7"]
+    container(spec["template"]["spec"], "job")["args"] = container(retrain["template"]["spec"], "job")["args"]
+    assert spec == retrain  # the same pod: production's model, database, proxy and image
+    assert run_script("promote.sh", "--render", "latest").returncode == 2
