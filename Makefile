@@ -9,7 +9,7 @@ DATA   ?= ../shared/data
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help runtime venv docs tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage clean
+.PHONY: help runtime venv docs tools secrets-scan serve test test-fast lint train registry promote db-postgres image base-image bench bench-ab profile bench-batch soak outage replay clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -97,6 +97,10 @@ db-postgres: venv ## load $(DATA) into the database at CHAOS_DATABASE_URL
 soak: venv ## 10 min of steady load on the real server (PostgreSQL), then a 60 s database outage under load; figures in bench/
 	$(BIN)/python -m bench.soak --seconds 600 --rate 50 --out bench/soak.json
 	$(BIN)/python -m bench.outage --down 60 --out bench/outage.json
+	$(BIN)/python -m bench.render
+
+replay: venv ## a year of production lived month by month (real PostgreSQL, mlflow server, chaos serve, the nightly jobs); bench/replay.json, docs/replay.png; its registry kept in var/replay
+	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.render
 
 outage: venv ## stop a private PostgreSQL for 60 s under steady load on two servers (stale and strict); figures in bench/outage.json

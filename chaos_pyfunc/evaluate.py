@@ -22,7 +22,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sklearn.model_selection import train_test_split
 
 from chaos_pyfunc import schema
-from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
+from chaos_pyfunc.pipeline import Hyperparameters, fit
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]  # evaluation name -> (labels, scores)
 
@@ -93,7 +93,7 @@ def backtest(features: pd.DataFrame, labels: np.ndarray, hyper: Hyperparameters,
     pooled_y, pooled_p, by_month = [], [], {}
     for month in backtest_months(features, months):
         past, now = contact < month, contact == month
-        fitted = build_pipeline(hyper).fit(features[past], labels[past])
+        fitted = fit(hyper, features[past], labels[past])
         y, p = labels[now], fitted.predict_proba(features[now])[:, 1]
         pooled_y.append(y)
         pooled_p.append(p)
@@ -109,7 +109,7 @@ def random_holdout(features: pd.DataFrame, labels: np.ndarray, hyper: Hyperparam
     """A stratified random share of the contacts, scored by a model fitted on the rest."""
     train, test = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
                                    random_state=seed)
-    fitted = build_pipeline(hyper).fit(features.iloc[train], labels[train])
+    fitted = fit(hyper, features.iloc[train], labels[train])
     return labels[test], fitted.predict_proba(features.iloc[test])[:, 1]
 
 

@@ -47,7 +47,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from chaos_pyfunc import behaviour, evaluate, fingerprint, package_version, registry, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.dataset import TrainingData
-from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
+from chaos_pyfunc.pipeline import Hyperparameters, fit
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class Gate:
     def fit_candidate(self, hyper: Hyperparameters) -> Contender:
         """The recipe fitted on every contact before the holdout: the nightly candidate."""
         before = ~self.holdout
-        pipeline = build_pipeline(hyper).fit(self.data.features[before], self.data.labels[before])
+        pipeline = fit(hyper, self.data.features[before], self.data.labels[before])
         return Contender("the candidate", None, hyper, pipeline, None, schema.signature().to_dict())
 
     def scores(self, model: Contender) -> tuple[np.ndarray, str]:
@@ -218,7 +218,7 @@ class Gate:
         if model.pipeline is not None and not self._learned_holdout(model):
             return model.pipeline.predict_proba(rows)[:, 1], "as fitted"
         before = ~self.holdout
-        refit = build_pipeline(model.hyper).fit(self.data.features[before], self.data.labels[before])
+        refit = fit(model.hyper, self.data.features[before], self.data.labels[before])
         why = "it learned from the holdout" if model.learned else "what it learned from is unknown"
         return refit.predict_proba(rows)[:, 1], f"its recipe fitted again without the holdout ({why})"
 
@@ -250,9 +250,7 @@ class Gate:
             verdict.failed.append("behaviour: its pipeline does not load with "
                                   f"{package_version.PACKAGE} {package_version.installed_version()}")
         else:
-            sample = self.data.features.sample(n=min(BEHAVIOUR_ROWS, len(self.data.features)), random_state=0)
-            verdict.failed += [f"behaviour: {problem}"
-                               for problem in behaviour.failures(score_rows(candidate.pipeline), sample)]
+            verdict.failed += self.behaviour(candidate.pipeline)
         if incumbent is None:
             floor = self.settings.gate_min_roc_auc
             if figures["candidate_roc_auc"] < floor:
@@ -281,6 +279,11 @@ class Gate:
                 f"{incumbent.label} on the same {len(labels)} contacts: worse with {CONFIDENCE:.0%} "
                 f"confidence (by at least {figures['brier_difference_low']:.4f})")
         return verdict
+
+    def behaviour(self, pipeline: Any, what: str = "") -> list[str]:
+        """The behavioural checks a fitted pipeline fails (behaviour.py), in words."""
+        sample = self.data.features.sample(n=min(BEHAVIOUR_ROWS, len(self.data.features)), random_state=0)
+        return [f"behaviour{what}: {problem}" for problem in behaviour.failures(score_rows(pipeline), sample)]
 
     def history(self, incumbent: Contender) -> list[str]:
         """The months of this environment's tables, as they were when ``incumbent`` was let

@@ -25,15 +25,28 @@ NUMERIC = (*schema.INTEGERS, *INDICATORS)
 
 @dataclass(frozen=True)
 class Hyperparameters:
+    """The recipe's settings. The defaults were measured on the last 12 months lived month by
+    month (each scored by a model of the months before it; docs/model-lifecycle.md): smaller
+    trees, more regularised, and each month weighing the square root of its contacts rather than
+    all of them (``month_weight_power``), so the 2008 mass campaigns (34k contacts at about 5% of
+    subscriptions) stop drowning the recent months, and MONOTONIC's constraints: pooled ROC AUC
+    0.711 → 0.715 (seed 1: 0.713), Brier 0.216 → 0.2145 (0.2156); early stopping's random
+    validation split makes the seed matter. Without the constraints 0.7255 / 0.2115, but one
+    month's fit in three or four scored a past success below a failure for a customer in ten."""
+
     learning_rate: float = 0.03
-    max_iter: int = 600
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 30
-    l2_regularization: float = 0.0
+    max_iter: int = 300
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 50
+    l2_regularization: float = 1.0
     random_state: int = 0
+    month_weight_power: float = 0.5  # a contact of a month of n contacts weighs n ** -power
 
     def as_params(self) -> dict[str, float | int]:
         return asdict(self)
+
+    def classifier_params(self) -> dict[str, float | int]:
+        return {k: v for k, v in asdict(self).items() if k != "month_weight_power"}
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Hyperparameters:
@@ -47,6 +60,20 @@ def day_of_month(frame: pd.DataFrame) -> np.ndarray:
     """The contact's day of the month: adds about 0.01 of ROC AUC on both splits (measured);
     the calendar month is left out, it learns the past campaigns and hurts the time split."""
     return frame[schema.DATE].dt.day.to_numpy().reshape(-1, 1)
+
+
+# What the model may not learn the other way round: a past campaign's success never lowers the
+# appetence, its failure never raises it (behaviour.past_success_raises checks it on every version).
+# Without it, some fits on the recent months, sparse in successes, scored a success lower than a
+# failure for one customer in ten, and the gate refused them.
+MONOTONIC = {("result_last_campaign", "success"): 1, ("result_last_campaign", "failure"): -1}
+
+
+def monotonic_constraints() -> list[int]:
+    """HistGradientBoosting's monotonic_cst, column for column as the encoding lays them out."""
+    one_hot = [MONOTONIC.get((column, value), 0)
+               for column in CATEGORICAL for value in schema.CATEGORIES[column]]
+    return [*one_hot, *[0] * len(NUMERIC), 0]  # the scaled numbers, then the day of month
 
 
 def build_pipeline(hyper: Hyperparameters = Hyperparameters()) -> Pipeline:
@@ -64,4 +91,20 @@ def build_pipeline(hyper: Hyperparameters = Hyperparameters()) -> Pipeline:
         ],
         remainder="drop",
     )
-    return Pipeline([("encode", encode), ("classify", HistGradientBoostingClassifier(**hyper.as_params()))])
+    return Pipeline([("encode", encode),
+                     ("classify", HistGradientBoostingClassifier(monotonic_cst=monotonic_constraints(),
+                                                                 **hyper.classifier_params()))])
+
+
+def month_weights(features: pd.DataFrame, power: float) -> np.ndarray:
+    """Each contact's training weight: the number of contacts of its month to the ``-power``,
+    scaled to a mean of 1."""
+    months = features[schema.DATE].dt.to_period("M")
+    weights = months.map(months.value_counts()).to_numpy(dtype=float) ** -power
+    return weights * len(weights) / weights.sum()
+
+
+def fit(hyper: Hyperparameters, features: pd.DataFrame, labels: np.ndarray) -> Pipeline:
+    """The recipe fitted: every fit of a model (training, the backtest, the gate) goes through here."""
+    weights = month_weights(features, hyper.month_weight_power)
+    return build_pipeline(hyper).fit(features, labels, classify__sample_weight=weights)

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import mlflow
 import yaml
+from sklearn.pipeline import Pipeline
 
 from chaos_pyfunc import dataset, evaluate, fingerprint, package_version, registry, schema
 from chaos_pyfunc.compiled import FOREST_ARTIFACT, build_forest
 from chaos_pyfunc.config import load_settings
 from chaos_pyfunc.model import PIPELINE_ARTIFACT, AppetenceModel
-from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
+from chaos_pyfunc.pipeline import Hyperparameters, fit
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,16 @@ def export_model(model_uri: str, export_dir: Path, version_number: str | None = 
 
 
 def train(options: TrainOptions, hyper: Hyperparameters | None = None,
-          data: dataset.TrainingData | None = None) -> TrainResult:
+          data: dataset.TrainingData | None = None, fitted: Pipeline | None = None) -> TrainResult:
+    """Evaluate (unless told not to), fit on every contact (or take ``fitted``, that very fit
+    already made), log, register, export."""
     hyper = hyper or Hyperparameters()
     data = data or dataset.load(options.customers, load_settings())
     evaluation = (evaluate.evaluate_recipe(data.features, data.labels, hyper, options.backtest_months,
                                            options.test_size, options.seed)
                   if options.evaluate else evaluate.Evaluation({}, {}))
     # The served model learns from every contact; the evaluation says how well the recipe does.
-    pipeline = build_pipeline(hyper).fit(data.features, data.labels)
+    pipeline = fitted if fitted is not None else fit(hyper, data.features, data.labels)
 
     registry.use_tracking_store(options.registered_model)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as scratch:

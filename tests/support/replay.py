@@ -50,7 +50,7 @@ from chaos_pyfunc import dataset, gate, schema
 from chaos_pyfunc.config import Settings
 from chaos_pyfunc.dataset import TrainingData
 from chaos_pyfunc.db import load_csv, make_engine
-from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline
+from chaos_pyfunc.pipeline import Hyperparameters, fit
 from chaos_pyfunc.socio_eco import IndicatorSource
 
 from .database import fresh_database
@@ -172,7 +172,7 @@ def side_by_side(world: World, month: pd.Period, hyper: Hyperparameters,
     data: TrainingData = dataset.load(None, here)
     months = data.features[schema.DATE].dt.to_period("M")
     before, holdout = (months < months.max()).to_numpy(), (months == months.max()).to_numpy()
-    fits = [build_pipeline(replace(hyper, random_state=seed)).fit(data.features[before], data.labels[before])
+    fits = [fit(replace(hyper, random_state=seed), data.features[before], data.labels[before])
             for seed in (0, 1)]
     this = world.contacts[world.contacts["month"] == month]
     engine = make_engine(here)
