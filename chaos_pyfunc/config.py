@@ -84,7 +84,8 @@ class Settings(BaseModel):
         0.01, "the gate refuses a candidate whose ROC AUC on the holdout is, with 95% confidence, lower "
         "than the current version's by more than this", ge=0, le=1)
     gate_min_roc_auc: float = _setting(
-        0.6, "with no current version, the candidate's ROC AUC on the holdout must reach this", ge=0, le=1)
+        0.6, "with no current version, the candidate's ROC AUC on the holdout must not be below this "
+        "with 95% confidence", ge=0, le=1)
     api_keys_file: str = _setting(  # pragma: allowlist secret (a setting's name)
         "", "the API keys file (ids and hashes, `chaos keys create`); empty: every client is let in")
     tls_cert_file: str = _setting("", "the PEM certificate; with the key, only HTTPS is served")

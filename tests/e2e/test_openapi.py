@@ -68,7 +68,8 @@ def test_invocations_takes_the_14_input_columns(spec: dict[str, Any]) -> None:
     customer = spec["components"]["schemas"]["Customer"]
     assert len(schema.INPUT_COLUMNS) == 14
     assert customer["required"] == list(schema.INPUT_COLUMNS)
-    assert list(customer["properties"]) == list(schema.INPUT_COLUMNS)
+    assert list(customer["properties"]) == [*schema.INPUT_COLUMNS, schema.CONTACT_ID]  # the id: optional
+    assert customer["properties"][schema.CONTACT_ID]["maxLength"] == schema.CONTACT_ID_MAX_CHARS
     for column, rule in schema.INTEGERS.items():
         assert customer["properties"][column] | {"description": ""} == {
             "type": "integer", "minimum": rule.low, "maximum": rule.high, "description": ""}

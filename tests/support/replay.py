@@ -209,7 +209,9 @@ def run(months: int, quick: bool, root: Path) -> dict[str, Any]:
         world.chaos("train", *(QUICK if quick else ()), "--backtest-months", "1")
         first = max(int(v.version) for v in mlflow.MlflowClient(registry.url, registry.url)
                     .search_model_versions(f"name='{MODEL}'"))
-        world.chaos("promote", str(first), "--alias", ALIAS)
+        promoted = world.chaos("promote", str(first), "--alias", ALIAS)
+        if promoted.returncode:
+            raise RuntimeError(f"the starting version was refused:\n{promoted.stdout[-3000:]}")
         frozen_path = world.export(str(first))
         hyper = Hyperparameters(**({"max_iter": 60, "learning_rate": 0.1} if quick else {}))
         lived, since = [], None
