@@ -63,7 +63,7 @@ serve: runtime ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite defaul
 test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --durations=30
 
 test-fast: venv ## the unit and data-layer tests (PostgreSQL): no image, no server, no soak, no training
 	$(BIN)/ruff check .
@@ -114,6 +114,7 @@ bench: venv ## serve our model, a plain mlflow.sklearn anchor and a constant flo
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.compare
 	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.reasons
 	$(BIN)/python -m bench.render
 
 profile: venv ## where a 1000-row request's time goes: py-spy samples chaos serve under wrk; bench/breakdown.json

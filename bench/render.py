@@ -1,5 +1,7 @@
 """`make docs`: the figures of docs/ rendered from the JSON the benchmarks write, so they cannot
-drift from the runs, and the settings' table from chaos_pyfunc/config.py. Each block sits between
+drift from the runs, and the tables the code can state from the code: the settings
+(chaos_pyfunc/config.py), the exit codes and commands (cli.py), the input columns (schema.py)
+and the modules (the first sentence of each one's docstring). Each block sits between
 ``<!-- rendered: NAME -->`` and ``<!-- end -->`` in a document; the text around the blocks is
 written by hand. ``--check`` changes nothing and exits 1 when a block is not what its source
 gives (a test runs it).
@@ -10,17 +12,25 @@ Usage: python -m bench.render [--check]
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from chaos_pyfunc.cli import EXIT_CODES
-from chaos_pyfunc.config import settings_table
+import uvicorn
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+
+from chaos_pyfunc import schema
+from chaos_pyfunc.cli import EXIT_CODES, build_parser
+from chaos_pyfunc.config import Settings, settings_table
 
 BENCH = Path(__file__).resolve().parent
-DOCS = BENCH.parent / "docs"
+REPO = BENCH.parent
+DOCS = REPO / "docs"
+PACKAGE = REPO / "chaos_pyfunc"
 
 
 def _load(name: str) -> dict:
@@ -117,6 +127,30 @@ def overhead_table() -> str:
     return "\n".join(lines)
 
 
+def reasons_table() -> str:
+    """What the reason codes cost (bench/reasons.json)."""
+    report = _load("reasons.json")
+    f, inner = report["figures"], report["in_process"]
+    lines = ["| request | reasons | p50 ms | p99 ms | requests/s | rows/s |", "|---|---|---|---|---|---|"]
+    for n in (1, 1000):
+        for k in (0, 3):
+            r = f[f"{n}_{k}"]
+            label = f"{n} row{'s' if n > 1 else ''}"
+            lines.append(f"| {label} | {k or 'none'} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                         f"{r['requests_per_s']:.1f} | {r['rows_per_s']:,.0f} |")
+    one, thousand = report["one_row_p50_ratio"], report["thousand_rows_per_s_ratio"]
+    lines += ["", f"- One row with 3 reasons: **{one:.2f}×** the p50 without (the goal: at most 2×). "
+              f"1000 rows with 3 reasons: **{thousand:.2f}×** the rows/s without.",
+              f"- In process, the explanation alone (TreeSHAP over the compiled features): "
+              f"{inner['explain_1_rows_ms']:.2f} ms for 1 row, {inner['explain_1000_rows_ms']:.0f} ms for "
+              "1000: exact Shapley values walk every tree's paths for every row, about half a millisecond "
+              "a row, against the compiled trees' few microseconds a row for the score itself. Ask for "
+              "reasons on the rows that need them.",
+              f"- One server, one client (wrk), {report['rounds']} rounds of {report['seconds_per_run']:g} s "
+              "per case, the cases in turn."]
+    return "\n".join(lines)
+
+
 def _mean_live(report: dict, metric: str) -> float:
     """The served versions' live figure over the months after the first: the AUC's mean, the
     Brier score weighted by the months' rows (as the as-fitted figures are)."""
@@ -162,10 +196,103 @@ def exit_codes_table() -> str:
                       *(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())])
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
+
+
+def first_sentence(source: str) -> str | None:
+    """The first sentence of a module's docstring, on one line; None when it has none."""
+    docstring = ast.get_docstring(ast.parse(source))
+    if not docstring:
+        return None
+    paragraph = " ".join(docstring.split("\n\n", 1)[0].split())
+    return SENTENCE_END.split(paragraph, maxsplit=1)[0]
+
+
+def modules_table(package: Path = PACKAGE) -> str:
+    """Every module of the package, sub-folders included, with the first sentence of its
+    docstring: read from the source (ast), so nothing is imported. A module without a docstring
+    stops `make docs` (an ``__init__.py`` without one is left out)."""
+    lines = ["| module | what it holds |", "|---|---|"]
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package.parent).as_posix()
+        summary = first_sentence(path.read_text())
+        if summary is None and path.name != "__init__.py":
+            raise ValueError(f"{name} has no docstring: its first sentence is its line in "
+                             "docs/architecture.md")
+        if summary is not None:
+            lines.append(f"| `{name}` | {_cell(summary)} |")
+    return "\n".join(lines)
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str) -> Iterator[tuple[str, str]]:
+    """Each command of the parser, sub-commands spelled out (`chaos db init`), with its help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                nested = list(_commands(sub, f"{prefix} {name}"))
+                yield from nested or [(f"{prefix} {name}", helps[name])]
+
+
+def commands_table() -> str:
+    """Every `chaos` command, as cli.build_parser() defines it, with its one-line help."""
+    return "\n".join(["| command | what it does |", "|---|---|",
+                      *(f"| `{command}` | {_cell(meaning)} |" for command, meaning in
+                        _commands(build_parser(), "chaos"))])
+
+
+def _column_row(column: str, kind: str) -> str:
+    if column == schema.DATE:
+        months = Settings.model_fields["max_indicator_age_months"].default
+        return (f"| `{column}` | {kind} `YYYY-MM-DD` (zero-padded) | the day of the contact; needs "
+                f"indicators for its month or the {months} months before it |")
+    if column in schema.INTEGERS:
+        bounds = schema.INTEGERS[column]
+        return (f"| `{column}` | whole number (`{kind}`) | {bounds.low:,} to {bounds.high:,}: "
+                f"{bounds.meaning} |")
+    return f"| `{column}` | {kind} | {', '.join(f'`{v}`' for v in schema.CATEGORIES[column])} |"
+
+
+def input_table() -> str:
+    """The input columns, in request order: the MLflow signature's type of each, and the values
+    schema.py allows."""
+    types = {spec.name: spec.type.name for spec in schema.signature().inputs.inputs}
+    return "\n".join(["| column | type (signature) | allowed values |", "|---|---|---|",
+                      *(_column_row(column, types[column]) for column in schema.INPUT_COLUMNS)])
+
+
+def limits_list() -> str:
+    """docs/api.md's limits: the settings' defaults (config.py) and uvicorn's own bounds, which
+    `chaos serve` keeps (serve.py)."""
+    limit = {name: field.default for name, field in Settings.model_fields.items()}
+    keep_alive = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+    return "\n".join([
+        f"- at most {limit['max_rows']:,} rows and {limit['max_body_bytes'] / 2**20:g} MiB per request: "
+        "413 beyond, before the body is parsed or scored (a client that sends its whole body before "
+        "it reads gets the answer too);",
+        f"- at most {limit['max_in_flight']} requests scored at once: 503 beyond, at once (a body still "
+        "arriving holds no slot);",
+        f"- an answer within {limit['request_timeout_seconds']:g} s: else 504;",
+        f"- a request head within {limit['header_timeout_seconds']:g} s of the connection (or of the "
+        f"previous answer), its body within {limit['body_timeout_seconds']:g} s of its head: else 408 "
+        f"and the connection closed; a head of {DEFAULT_MAX_INCOMPLETE_EVENT_SIZE // 1024} KiB at most: "
+        "else 431;",
+        f"- idle keep-alive connections closed after {keep_alive} s; at most "
+        f"{limit['max_connections']:,} connections open: past them, 503.",
+    ])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": breakdown_table,
                                         "outage": outage_table, "soak": soak_line,
                                         "overhead": overhead_table, "settings": settings_table,
-                                        "exit_codes": exit_codes_table, "replay": replay_table}
+                                        "exit_codes": exit_codes_table, "replay": replay_table,
+                                        "reasons": reasons_table,
+                                        "modules": modules_table, "commands": commands_table,
+                                        "inputs": input_table, "limits": limits_list}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
 
 

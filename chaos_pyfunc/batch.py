@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel  # by name: mypy sees mlflow.pyfunc as a lazy loader
 from sqlalchemy import Engine, text
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import reasons, schema
 
 if TYPE_CHECKING:  # PySpark is optional: only score_spark needs it
     import pyspark.sql
@@ -79,22 +79,38 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def reason_columns(answer: pd.DataFrame, k: int) -> dict[str, pd.Series]:
+    """The answer's reasons as columns: ``reason_1_feature``, ``reason_1_effect``, … to ``k``
+    (a row with fewer reasons: empty cells), and the baseline they add up from."""
+    columns: dict[str, pd.Series] = {}
+    for rank in range(k):
+        found = [row[rank] if rank < len(row) else None for row in answer[reasons.REASONS]]
+        columns[f"reason_{rank + 1}_feature"] = pd.Series([r and r["feature"] for r in found])
+        columns[f"reason_{rank + 1}_effect"] = pd.Series([r and r["effect"] for r in found], dtype=float)
+    columns[reasons.BASELINE] = answer[reasons.BASELINE].reset_index(drop=True)
+    return columns
+
+
 def _score_chunks(model: PyFuncModel, chunks: Iterator[pd.DataFrame],
-                  write: Callable[[pd.DataFrame, bool], None], progress: Progress) -> int:
-    """Score every chunk, write it with its appetence column; return the number of rows."""
+                  write: Callable[[pd.DataFrame, bool], None], progress: Progress, reasons_k: int = 0) -> int:
+    """Score every chunk, write it with its appetence column (and its reasons' columns, with
+    ``reasons_k``); return the number of rows."""
     done = 0
     for chunk in chunks:
         rows = schema.as_signature_types(chunk.reset_index(drop=True))
         if pd.api.types.is_datetime64_any_dtype(rows[schema.DATE]):  # a DATE column of a table
             rows[schema.DATE] = rows[schema.DATE].dt.strftime("%Y-%m-%d")
         try:
-            answer = cast(pd.DataFrame, model.predict(rows[list(schema.INPUT_COLUMNS)]))  # our pyfunc's
+            params = {reasons.REASONS: reasons_k} if reasons_k else None
+            answer = cast(pd.DataFrame, model.predict(rows[list(schema.INPUT_COLUMNS)], params=params))
             scores = answer[schema.OUTPUT_COLUMN].to_numpy()
+            extra = reason_columns(answer, reasons_k) if reasons_k else {}
         except (MlflowException, KeyError) as exc:
             message = exc.message if isinstance(exc, MlflowException) else f"missing column {exc}"
             raise BatchError(f"rows {done} to {done + len(chunk) - 1} (numbered from 0 within them "
                              f"below): {message}") from None
-        write(chunk.assign(**{schema.OUTPUT_COLUMN: scores}), done == 0)
+        write(chunk.assign(**{schema.OUTPUT_COLUMN: scores}, **{k: v.to_numpy() for k, v in extra.items()}),
+              done == 0)
         done += len(chunk)
         progress.update(done)
     progress.close()
@@ -107,8 +123,9 @@ def _count_lines(path: Path) -> int:
 
 
 def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-              stream: TextIO | None = sys.stderr) -> BatchReport:
-    """Score a customers CSV into ``target``: the same columns plus ``appetence``."""
+              stream: TextIO | None = sys.stderr, reasons_k: int = 0) -> BatchReport:
+    """Score a customers CSV into ``target``: the same columns plus ``appetence`` (and, with
+    ``reasons_k``, each row's reasons: reason_1_feature, reason_1_effect, …, baseline)."""
     model = mlflow.pyfunc.load_model(model_uri)
     started = time.perf_counter()
     partial = target.with_name(target.name + ".partial")
@@ -119,7 +136,8 @@ def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFA
 
     try:
         with pd.read_csv(source, chunksize=chunk_rows, dtype=text_columns) as chunks:
-            rows = _score_chunks(model, chunks, write, Progress(max(_count_lines(source) - 1, 0), stream))
+            rows = _score_chunks(model, chunks, write, Progress(max(_count_lines(source) - 1, 0), stream),
+                                 reasons_k)
         if rows == 0:
             raise BatchError(f"{source} holds no rows")
         os.replace(partial, target)
@@ -129,7 +147,8 @@ def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFA
 
 
 def score_table(model_uri: str, engine: Engine, source: str, target: str,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS, stream: TextIO | None = sys.stderr) -> BatchReport:
+                chunk_rows: int = DEFAULT_CHUNK_ROWS, stream: TextIO | None = sys.stderr,
+                reasons_k: int = 0) -> BatchReport:
     """Score table ``source`` into table ``target`` (replaced): its columns plus ``appetence``."""
     model = mlflow.pyfunc.load_model(model_uri)
     started = time.perf_counter()
@@ -143,12 +162,13 @@ def score_table(model_uri: str, engine: Engine, source: str, target: str,
         def write(frame: pd.DataFrame, first: bool) -> None:
             frame.to_sql(target, writer, if_exists="replace" if first else "append", index=False)
 
-        rows = _score_chunks(model, chunks, write, Progress(total, stream))
+        rows = _score_chunks(model, chunks, write, Progress(total, stream), reasons_k)
     return BatchReport(rows, time.perf_counter() - started, _peak_rss_mb(), f"table {target}")
 
 
 def score_spark(frame: pyspark.sql.DataFrame, model_uri: str) -> pyspark.sql.DataFrame:
-    """``frame`` plus an ``appetence`` column, scored by the same pyfunc in Spark's Python workers.
+    """``frame`` plus an ``appetence`` column, scored by the same pyfunc in Spark's Python workers
+    (without reasons: a Spark UDF returns one value per row here).
 
     For customer bases beyond one machine. The workers read the indicators from the database the
     driver's environment names (CHAOS_DATABASE_URL or CHAOS_CONFIG), so every executor must reach it.

@@ -228,11 +228,13 @@ def _score(args: argparse.Namespace) -> str:
 
     try:
         if args.input is not None:
-            report = batch.score_csv(args.model, args.input, Path(args.output), args.chunk_rows)
+            report = batch.score_csv(args.model, args.input, Path(args.output), args.chunk_rows,
+                                     reasons_k=args.reasons)
         else:
             engine = make_engine(load_settings())
             try:
-                report = batch.score_table(args.model, engine, args.table, args.output, args.chunk_rows)
+                report = batch.score_table(args.model, engine, args.table, args.output, args.chunk_rows,
+                                           reasons_k=args.reasons)
             finally:
                 engine.dispose()
     except batch.BatchError as exc:
@@ -330,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the CSV to write (with --input) or the table to replace (with --table)")
     score.add_argument("--model", default="model", help="the model directory or URI (default: model)")
     score.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time")
+    score.add_argument("--reasons", type=int, default=0, choices=range(20), metavar="K",
+                       help="also write each row's K reason codes (1 to 19): reason_1_feature, "
+                            "reason_1_effect, …, and the baseline")
     score.set_defaults(run=_score)
 
     serve = commands.add_parser("serve", help="serve the model over HTTP (what the image runs)")

@@ -169,6 +169,15 @@ def _reference(pipeline: Pipeline, rows: pd.DataFrame, indicators: np.ndarray) -
     return pipeline.predict_proba(enriched)[:, 1]
 
 
+def layout_of(pipeline: Any) -> CompiledPipeline | None:
+    """The pipeline's encoding read as the compiled form lays it out (scikit-learn's trees), or
+    None when it is not the shape this module knows."""
+    try:
+        return _compile(pipeline)
+    except (NotCompilable, AttributeError, KeyError):
+        return None
+
+
 def compile_pipeline(pipeline: Any, forest: Path | None = None, threads: int = 1) -> CompiledPipeline | None:
     """The compiled form of ``pipeline``, with the compiled trees of ``forest`` when given and
     loadable here; None (serve the pipeline itself) when it cannot be compiled, or when it differs

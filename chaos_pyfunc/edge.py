@@ -5,7 +5,9 @@ the internet needs and uvicorn lacks.
   (from its opening, or from the end of the previous answer on a keep-alive connection) is
   closed: with a 408 if it had sent part of a head, silently if it had sent nothing.
 - A request head over uvicorn's bound (h11's 16 KiB) gets a JSON 431, a malformed one a JSON 400,
-  instead of a bare text answer. The 408 and the 431 are counted in the refusals' metric.
+  and a request past the connection limit (uvicorn's ``limit_concurrency``, the setting
+  ``max_connections``) a JSON 503 with ``Retry-After: 1``, instead of a bare text answer. The 408,
+  the 431 and that 503 are counted in the refusals' metric.
 - A connection answered before the client has sent its whole body (a 401, a 404, an early 413)
   is closed: uvicorn would otherwise discard the rest for as long as it comes, and a client
   sending a byte now and then would keep the connection forever. (The gateway bounds the time to
@@ -25,12 +27,15 @@ import json
 from typing import Any
 
 import h11
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
-from chaos_pyfunc.metrics import HEADER_TIMEOUT, HEADER_TOO_LARGE, Metrics
+from chaos_pyfunc.answers import ERROR_CODES, error_body
+from chaos_pyfunc.metrics import HEADER_TIMEOUT, HEADER_TOO_LARGE, REFUSALS, Metrics
 
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 * 1024 * 1024
+TOO_MANY_CONNECTIONS = "the server has too many connections open; retry in a second"
 
 
 def _error(status: int, reason: str, code: str, message: str) -> bytes:
@@ -54,10 +59,31 @@ class _LingeringTransport:
 
 
 class EdgeProtocol(H11Protocol):
-    """H11Protocol plus a request-head timeout, JSON 431/400 answers and a lingering close."""
+    """H11Protocol plus a request-head timeout, JSON 431/400/503 answers and a lingering close."""
 
     header_timeout_seconds = 10.0
     metrics: Metrics | None = None  # the server's, for the refusals answered here
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn's check of the limit answers a plain-text 503; the same check, made as the
+        # request starts (its own task counted), answers ours.
+        self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
+        self._app = self.app
+        self.app = self._limited
+
+    async def _limited(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        limit = self.connection_limit
+        if limit is None or (len(self.connections) < limit and len(self.tasks) <= limit):
+            await self._app(scope, receive, send)
+            return
+        self.logger.warning("Exceeded concurrency limit.")
+        self._refused(REFUSALS[503])
+        body = error_body(ERROR_CODES[503], TOO_MANY_CONNECTIONS)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", b"1"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._real = transport

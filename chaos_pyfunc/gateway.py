@@ -30,8 +30,9 @@ import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import reasons, schema
 from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, quiet_mlflow_quotes, safe_error
 from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
@@ -230,6 +231,8 @@ class Gateway:
                 if content_type != "application/json":
                     raise Refusal(415, "Content-Type must be application/json, in UTF-8")
                 body = one_customer_as_records(body)
+                if (query := query_reasons(scope)) is not None:  # /appetence?reasons=3
+                    body = json.dumps({**json.loads(body), "params": {reasons.REASONS: query}}).encode()
                 scope = {**scope, "path": "/invocations", "raw_path": b"/invocations"}
             parsed = await count_rows(body, content_type)
             rows = parsed.rows
@@ -243,6 +246,8 @@ class Gateway:
             # MLflow predicts in a worker thread, which a timeout cannot stop: the wait is
             # abandoned, not the work, and the slot is freed only when the work is done.
             captured = await asyncio.wait_for(asyncio.shield(inner), limits.request_timeout_seconds)
+            if parsed.reasons:
+                captured.baseline_once()
             await self._answer(send, scope, captured.as_single() if single else captured)
             return rows
         except Refusal as refusal:
@@ -306,17 +311,46 @@ class Captured:
             self.chunks.append(message.get("body", b""))
 
     def as_single(self) -> Captured:
-        """A successful one-row answer as /appetence gives it: ``{"appetence": 0.82}``."""
+        """A successful one-row answer as /appetence gives it: ``{"appetence": 0.82}`` (with its
+        reasons and baseline, when asked)."""
         if self.status == 200:
-            (row,) = json.loads(b"".join(self.chunks))["predictions"]
-            self.chunks = [json.dumps({schema.OUTPUT_COLUMN: row[schema.OUTPUT_COLUMN]}).encode()]
+            answer = json.loads(b"".join(self.chunks))
+            (row,) = answer["predictions"]
+            single = {schema.OUTPUT_COLUMN: row[schema.OUTPUT_COLUMN]}
+            if reasons.REASONS in row:
+                single |= {reasons.REASONS: row[reasons.REASONS], reasons.BASELINE: answer[reasons.BASELINE]}
+            self.chunks = [json.dumps(single).encode()]
         return self
+
+    def baseline_once(self) -> None:
+        """A successful answer with reasons: the baseline, the same for every row, given once
+        beside the predictions; a model that gave none (a version registered before reasons:
+        MLflow drops params its signature does not declare) is a 400."""
+        if self.status != 200:
+            return
+        answer = json.loads(b"".join(self.chunks))
+        rows = answer["predictions"]
+        if rows and reasons.REASONS not in rows[0]:
+            self.status, self.headers = 400, [(b"content-type", b"application/json")]
+            self.chunks = [error_body("BAD_REQUEST", "params.reasons: this model version gives no reasons "
+                                                     "(it was registered before they existed)")]
+            return
+        baseline = rows[0].pop(reasons.BASELINE, None) if rows else None
+        for row in rows[1:]:
+            row.pop(reasons.BASELINE, None)
+        self.chunks = [json.dumps({"predictions": rows, reasons.BASELINE: baseline}).encode()]
 
     def as_text(self) -> Captured:
         """The same answer as plain text."""
         self.headers = [(k, v) for k, v in self.headers if k.lower() != b"content-type"]
         self.headers.append((b"content-type", b"text/plain; charset=utf-8"))
         return self
+
+
+def query_reasons(scope: Scope) -> int | None:
+    """/appetence's ``?reasons=N``, checked; None when the query does not ask."""
+    given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(reasons.REASONS)
+    return None if given is None else reasons.asked(given[-1], reasons.REASONS, text=True)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

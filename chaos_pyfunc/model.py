@@ -28,14 +28,16 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.pyfunc import PythonModel, PythonModelContext  # by name: mypy sees mlflow.pyfunc as a lazy loader
 
 from chaos_pyfunc import package_version, schema
-from chaos_pyfunc.compiled import FOREST_ARTIFACT, CompiledPipeline, compile_pipeline, threads_for
+from chaos_pyfunc.compiled import FOREST_ARTIFACT, CompiledPipeline, compile_pipeline, layout_of, threads_for
 from chaos_pyfunc.config import Settings, load_settings
-from chaos_pyfunc.db import make_engine, seed_embedded
+from chaos_pyfunc.db import INDICATORS, make_engine, seed_embedded
+from chaos_pyfunc.reasons import BASELINE, MAX_REASONS, REASONS, Explainer, top, values_of
 from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
 
 log = logging.getLogger(__name__)
 
 PIPELINE_ARTIFACT = "pipeline"
+REASONS_PARAM = "reasons"  # MLflow's params: {"reasons": 3}, declared in the signature (schema.py)
 INTERNAL_ERROR_MESSAGE = "internal error while scoring; it is logged, retry later or report it"
 
 
@@ -60,34 +62,68 @@ class Scorer:
         self.source = source
         self.settings = settings
         self.compiled = compiled
+        self._explain: Explainer | None = None  # made at the first request for reasons
         # Told every batch scored, rows and appetences: the score histogram (metrics.py), the
         # prediction log (prediction_log.py).
         self.listeners: list[Callable[[schema.Batch, np.ndarray], None]] = []
 
-    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def score(self, rows: pd.DataFrame, reasons: int = 0) -> pd.DataFrame:
+        """One appetence per row; with ``reasons``, each row's that many reason codes too, and
+        the baseline they add up from (reasons.py)."""
         fast = schema.fast_batch(rows)
-        appetence = None if fast is None else self._fast(fast)
-        if fast is None or appetence is None:
-            batch, appetence = self._reference(rows)
+        found = None if fast is None else self._fast(fast)
+        if fast is None or found is None:
+            batch, appetence, enriched = self._reference(rows)
+            matrix = None if not reasons or enriched.empty else self.pipeline[0].transform(enriched)
+            indicators = None if enriched.empty else enriched[list(INDICATORS)].to_numpy(dtype=np.float64)
+            sent = enriched
         else:
-            batch = fast
+            batch, (appetence, indicators), sent = fast, found, rows
+            matrix = None if not reasons else self.compiled.features(batch, indicators)  # type: ignore[union-attr]
         for listener in self.listeners:
             listener(batch, appetence)
-        return pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
+        scored = pd.DataFrame({schema.OUTPUT_COLUMN: appetence})
+        if reasons and len(scored):
+            explained = self._explainer().explain(np.asarray(matrix))
+            scored[REASONS] = pd.Series(top(explained, values_of(sent, np.asarray(indicators)), reasons),
+                                        dtype=object)
+            scored[BASELINE] = explained.baseline
+        return scored
 
-    def _fast(self, batch: schema.Batch) -> np.ndarray | None:
+    def _explainer(self) -> Explainer:
+        if self._explain is None:
+            layout = self.compiled or layout_of(self.pipeline)
+            if layout is None:
+                raise schema.InvalidInput("params.reasons: this model version gives no reasons "
+                                          "(its pipeline is not the shape reasons.py reads)")
+            self._explain = Explainer(layout)
+        return self._explain
+
+    def _fast(self, batch: schema.Batch) -> tuple[np.ndarray, np.ndarray] | None:
         if self.compiled is None or len(batch) == 0:
             return None
         indicators = self.source.table().rows_for(batch.months, self.settings.max_indicator_age_months)
         if indicators is None:
             return None
-        return self.compiled.appetence(batch, indicators)
+        return self.compiled.appetence(batch, indicators), indicators
 
-    def _reference(self, rows: pd.DataFrame) -> tuple[schema.Batch, np.ndarray]:
+    def _reference(self, rows: pd.DataFrame) -> tuple[schema.Batch, np.ndarray, pd.DataFrame]:
         enriched = enrich(rows, self.source, self.settings.max_indicator_age_months)
         if enriched.empty:
-            return schema.batch_of(enriched), np.empty(0, dtype=np.float64)
-        return schema.batch_of(enriched), self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
+            return schema.batch_of(enriched), np.empty(0, dtype=np.float64), enriched
+        appetence = self.pipeline.predict_proba(enriched)[:, 1].astype(np.float64)
+        return schema.batch_of(enriched), appetence, enriched
+
+
+def reasons_asked(params: dict[str, Any] | None) -> int:
+    """The number of reasons a request asks for (MLflow's params): 0 for none; InvalidInput for
+    anything but a whole number 1..MAX_REASONS (the gateway refuses those first, naming them)."""
+    asked = (params or {}).get(REASONS_PARAM, 0)
+    if asked == 0:
+        return 0
+    if isinstance(asked, bool) or not isinstance(asked, int | np.integer) or not 1 <= asked <= MAX_REASONS:
+        raise schema.InvalidInput(f"params.{REASONS_PARAM}: expected a whole number from 1 to {MAX_REASONS}")
+    return int(asked)
 
 
 class AppetenceModel(PythonModel):
@@ -125,7 +161,7 @@ class AppetenceModel(PythonModel):
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         try:
-            return self.scorer.score(model_input)
+            return self.scorer.score(model_input, reasons_asked(params))
         except schema.InvalidInput as exc:
             raise refusal(str(exc), INVALID_PARAMETER_VALUE) from None
         except IndicatorsUnavailable as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import reasons, schema
 from chaos_pyfunc.config import Settings
 
 DATE_PATTERN = f"^{schema.DATE_PATTERN}$"
@@ -38,6 +38,11 @@ def spec(settings: Settings) -> dict[str, Any]:
     row = {"type": "object", "required": columns,
            "properties": {**{c: _column(c) for c in columns}, schema.CONTACT_ID: contact_id}}
     cell = {"type": ["string", "number", "null"]}
+    asked = {"type": "integer", "minimum": 1, "maximum": reasons.MAX_REASONS,
+             "description": "how many reason codes to give with each appetence, the largest effects first"}
+    params = {"type": "object", "additionalProperties": False, "properties": {reasons.REASONS: asked},
+              "description": "optional (MLflow's params): {\"reasons\": 3} gives each appetence its 3 "
+                             "largest reason codes, and the answer the baseline they add up from"}
     split = {
         "type": "object", "required": ["dataframe_split"], "additionalProperties": False,
         "properties": {"dataframe_split": {
@@ -50,12 +55,13 @@ def spec(settings: Settings) -> dict[str, Any]:
                          "items": {"type": "array", "items": cell}},
                 "index": {"type": ["array", "null"], "description": "optional: one label per row"},
             },
-        }},
+        }, "params": params},
     }
     records = {
         "type": "object", "required": ["dataframe_records"], "additionalProperties": False,
         "properties": {"dataframe_records": {"type": "array", "maxItems": settings.max_rows,
-                                             "items": {"$ref": "#/components/schemas/Customer"}}},
+                                             "items": {"$ref": "#/components/schemas/Customer"}},
+                       "params": params},
     }
     errors = {
         "400": _error("a field is missing, malformed or out of range; the message names it and the rows"),
@@ -90,6 +96,8 @@ def spec(settings: Settings) -> dict[str, Any]:
             }},
             "/appetence": {"post": {
                 "summary": "Score one customer",
+                "parameters": [{"name": reasons.REASONS, "in": "query", "required": False, "schema": asked,
+                                "description": "?reasons=3: the customer's 3 largest reason codes"}],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}},
                 "responses": {
@@ -115,13 +123,32 @@ def spec(settings: Settings) -> dict[str, Any]:
                     "type": "object", "required": [schema.OUTPUT_COLUMN],
                     "additionalProperties": False,
                     "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0,
-                                                          "maximum": 1}},
-                }}},
+                                                          "maximum": 1},
+                                   reasons.REASONS: {"$ref": "#/components/schemas/Reasons"}},
+                }}, reasons.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
             },
             "Appetence": {
                 "type": "object", "required": [schema.OUTPUT_COLUMN], "additionalProperties": False,
-                "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0, "maximum": 1}},
+                "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0, "maximum": 1},
+                               reasons.REASONS: {"$ref": "#/components/schemas/Reasons"},
+                               reasons.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
             },
+            "Reasons": {
+                "type": "array", "maxItems": reasons.MAX_REASONS,
+                "description": "with params.reasons (or ?reasons=): the row's largest effects, largest "
+                               "first. An effect is the feature's exact Shapley value in the model's "
+                               "log-odds: the baseline plus every feature's effect is the row's log-odds. "
+                               "It says what moved this customer's score in the model, not what would "
+                               "make them subscribe: it is not a causal effect.",
+                "items": {"type": "object", "required": ["feature", "effect"], "additionalProperties": False,
+                          "properties": {"feature": {"type": "string", "enum": list(reasons.NAMES)},
+                                         "value": {"type": ["string", "number", "null"],
+                                                   "description": "the value sent (for an indicator: "
+                                                                  "the one used for the contact's month)"},
+                                         "effect": {"type": "number"}}},
+            },
+            "Baseline": {"type": "number", "description": "with reasons: the log-odds of the average "
+                                                          "training contact, which the effects add to"},
             "Model": {
                 "type": "object", "required": ["uri", "name", "version", "package_version"],
                 "properties": {"uri": {"type": "string"}, "name": {"type": ["string", "null"]},

@@ -1,6 +1,7 @@
 """The prediction log: every row scored, with its request id, time, model version, the features
-sent and the appetence, in PostgreSQL (prediction_table.py: a row per request, the customers
-as arrays; the ``prediction_rows`` view, a row per customer). The drift report reads it.
+sent and the appetence, kept in PostgreSQL. Its layout is prediction_table.py's: a row per
+request, the customers as arrays; the ``prediction_rows`` view, a row per customer. The drift
+report reads it.
 
 It never slows or fails a request. ``record`` only appends the request's rows as the scorer
 already holds them (``schema.Batch``: plain arrays, categories as codes) to a bounded queue in

@@ -22,11 +22,18 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from chaos_pyfunc import schema
+from chaos_pyfunc import reasons, schema
 from chaos_pyfunc.answers import COLUMNS_HINT, CONTENT_TYPE_MESSAGE, Refusal
 
 INPUT_COLUMN_SET = frozenset(schema.INPUT_COLUMNS)
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+FORMS = ", ".join(INPUT_KEYS)
+# The first mistakes, each answered with the call that works (docs/api.md's error table quotes them).
+NOT_AN_OBJECT = f"body: expected a JSON object with exactly one of the input fields {FORMS}"
+A_JSON_STRING = ("body: the JSON document is a string, not an object (requests.post(url, json=df.to_json()) "
+                 'encodes the DataFrame twice); send json={"dataframe_split": df.to_dict(orient="split")}')
+ONE_CUSTOMER = ("body: a flat object of input columns is one customer: POST it to /appetence; "
+                f"/invocations takes exactly one of the input fields {FORMS}")
 # Bodies bigger than this are parsed off the event loop, so /ping keeps answering meanwhile.
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -104,12 +111,13 @@ def parse_json_body(body: bytes) -> tuple[Any, int]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refusal(400, "body: not valid JSON (UTF-8)") from None
     if not isinstance(document, dict):
-        raise Refusal(400, "body: expected a JSON object with one field dataframe_split or "
-                           "dataframe_records")
+        raise Refusal(400, A_JSON_STRING if isinstance(document, str) else NOT_AN_OBJECT)
     given = [k for k in INPUT_KEYS if k in document]
+    if not given and document.keys() & INPUT_COLUMN_SET:
+        raise Refusal(400, ONE_CUSTOMER)
     if len(given) != 1 or len(document) > 1 + ("params" in document):
-        raise Refusal(400, "body: expected exactly one of the input fields "
-                           f"{', '.join(INPUT_KEYS)} (and nothing else but params); "
+        raise Refusal(400, f"body: expected exactly one of the input fields {FORMS} (and nothing else "
+                           "but params); "
                            f"found {len(given)} input field(s) and "
                            f"{len(document) - len(given) - ('params' in document)} other(s)")
     key = given[0]
@@ -267,6 +275,7 @@ class Parsed:
 
     rows: int
     contact_ids: list[str | None] | None = None
+    reasons: int = 0  # the reason codes asked for with each appetence (params.reasons)
 
 
 def contact_ids(document: Any, rows: int) -> list[str | None] | None:
@@ -312,7 +321,7 @@ def csv_contact_ids(body: bytes, rows: int) -> list[str | None] | None:
 
 def _parse(body: bytes) -> Parsed:
     document, rows = parse_json_body(body)
-    return Parsed(rows, contact_ids(document, rows))
+    return Parsed(rows, contact_ids(document, rows), reasons.asked_in(document))
 
 
 def _parse_csv(body: bytes) -> Parsed:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 DATE = "date"
 LABEL = "subscription"
@@ -79,13 +79,15 @@ class InvalidInput(ValueError):
 
 
 def signature() -> ModelSignature:
-    """The MLflow signature: only what a caller sends in, one double out."""
+    """The MLflow signature: only what a caller sends in, one double out, and the one parameter a
+    request may carry: ``reasons``, how many reason codes to give with each appetence (0: none)."""
     inputs: list[ColSpec | TensorSpec] = [ColSpec("string", DATE)]  # Schema takes either
     # Integers are long: pandas' int64 columns (pd.read_csv) go through as they are. The scoring
     # server casts a JSON column to long and would truncate 35.5 to 35: the gateway refuses a
     # number that is not whole before that (request_body.diagnose), naming the field.
     inputs += [ColSpec("long" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]),
+                          params=ParamSchema([ParamSpec("reasons", "long", 0)]))
 
 
 # The example a model version carries (MLflow's input_example, the registry's serving example):

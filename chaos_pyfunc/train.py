@@ -1,7 +1,9 @@
-"""The training job: contacts → the serving path's validation and as-of join → evaluate the
-recipe (time-ordered backtest, random holdout) → fit on every contact → log to MLflow →
-register a version of the environment's model (``chaos-appetence`` by default) → optionally
-export it to a directory (``model/``).
+"""The training job, from the labelled contacts to a registered version of the model.
+
+Contacts → the serving path's validation and as-of join → evaluate the recipe (time-ordered
+backtest, random holdout) → fit on every contact → log to MLflow → register a version of the
+environment's model (``chaos-appetence`` by default) → optionally export it to a directory
+(``model/``).
 
 The version carries no code: it requires this package (package_version.py), and its run
 records the fingerprint of the tables it learned from (fingerprint.py), never a customer row:

@@ -66,7 +66,7 @@ COMMANDS = {"db", "train", "promote", "retrain", "export", "keys", "drift", "mon
 def test_help_lists_every_command_with_its_own_line() -> None:
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == COMMANDS  # a command added or gone: this list and the README
+    assert set(commands.choices) == COMMANDS  # a command added or gone: this list (and make docs)
     help_text = " ".join(parser.format_help().split())  # argparse wraps long lines
     for action in commands._choices_actions:  # each command listed with its own help sentence
         assert action.help and f"{action.dest} {action.help}" in help_text

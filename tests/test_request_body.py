@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
 import pytest
 from support.bodies import COLUMNS, VALUE, dumps, records, refusal_of, split, valid_row
 
 from chaos_pyfunc import schema
 from chaos_pyfunc.answers import Refusal
 from chaos_pyfunc.request_body import (
+    A_JSON_STRING,
+    NOT_AN_OBJECT,
+    ONE_CUSTOMER,
     contact_ids,
     csv_contact_ids,
     csv_rows,
@@ -60,12 +64,41 @@ def test_malformed_json_is_a_400_naming_the_body(body: bytes) -> None:
     assert refused.message == "body: not valid JSON (UTF-8)"
 
 
-@pytest.mark.parametrize("document", [[valid_row()], VALUE, 3.5, None, True],
-                         ids=["list", "string", "number", "null", "bool"])
-def test_a_body_that_is_not_an_object_is_refused(document: Any) -> None:
+@pytest.mark.parametrize("document", [[valid_row()], [VALUE], 3.5, None, True],
+                         ids=["list", "list_of_strings", "number", "null", "bool"])
+def test_a_body_that_is_not_an_object_is_refused_naming_the_four_forms(document: Any) -> None:
     refused = refusal_of(lambda: parse_json_body(dumps(document)))
-    assert refused.status == 400
-    assert refused.message.startswith("body: expected a JSON object with one field dataframe_split")
+    assert (refused.status, refused.message) == (400, NOT_AN_OBJECT)
+    assert NOT_AN_OBJECT == ("body: expected a JSON object with exactly one of the input fields "
+                             "dataframe_split, dataframe_records, instances, inputs")
+
+
+@pytest.mark.parametrize(
+    "document", [VALUE, json.dumps({"columns": COLUMNS, "data": [[VALUE] * len(COLUMNS)]})],
+    ids=["string", "dataframe_to_json"])
+def test_a_json_string_is_refused_showing_the_call_that_works(document: str) -> None:
+    """requests.post(url, json=df.to_json()) sends the DataFrame's JSON as one JSON string."""
+    refused = refusal_of(lambda: parse_json_body(dumps(document)))
+    assert (refused.status, refused.message) == (400, A_JSON_STRING)
+    assert A_JSON_STRING == ("body: the JSON document is a string, not an object (requests.post(url, "
+                             "json=df.to_json()) encodes the DataFrame twice); send "
+                             'json={"dataframe_split": df.to_dict(orient="split")}')
+
+
+def test_the_call_the_string_message_shows_works() -> None:
+    frame = pd.DataFrame(records(2))
+    assert parse_json_body(dumps({"dataframe_split": frame.to_dict(orient="split")}))[1] == 2
+
+
+@pytest.mark.parametrize(
+    "document", [valid_row(), {"age": VALUE}, {**valid_row(), VALUE: VALUE, "params": {}}],
+    ids=["one_customer", "one_column", "with_other_keys"])
+def test_one_customer_posted_to_invocations_is_sent_to_appetence(document: dict[str, Any]) -> None:
+    refused = refusal_of(lambda: parse_json_body(dumps(document)))
+    assert (refused.status, refused.message) == (400, ONE_CUSTOMER)
+    assert ONE_CUSTOMER == ("body: a flat object of input columns is one customer: POST it to /appetence; "
+                            "/invocations takes exactly one of the input fields dataframe_split, "
+                            "dataframe_records, instances, inputs")
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def test_malformed_json(pg_server: str) -> None:
 def test_json_list_body(pg_server: str, rows: pd.DataFrame) -> None:
     response = post_json(pg_server, frame_to_json(rows, "records"))
     message = error_message(response, 400)
-    assert_names(message, r"^body: expected a JSON object with one field dataframe_split")
+    assert_names(message, r"^body: expected a JSON object with exactly one of the input fields")
 
 
 def test_json_without_a_known_form(pg_server: str, rows: pd.DataFrame) -> None:
