@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel  # by name: mypy sees mlflow.pyfunc as a lazy loader
 from sqlalchemy import Engine, text
+from tqdm import tqdm
 
 from chaos_pyfunc import reasons, schema
 
@@ -50,29 +51,10 @@ class BatchReport:
                 f"read, scored and written), peak memory {self.peak_rss_mb:.0f} MB, into {self.output}")
 
 
-class Progress:
-    """A one-line progress bar on a terminal stream: done/total, percent, rows per second."""
-
-    def __init__(self, total: int | None, stream: TextIO | None = sys.stderr, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream, width
-        self.started = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        if self.stream is None:
-            return
-        rate = done / max(time.perf_counter() - self.started, 1e-9)
-        if self.total:
-            filled = int(self.width * done / self.total)
-            bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * done / self.total:5.1f}% "
-            count = f"{done:,}/{self.total:,}"
-        else:
-            bar, count = "", f"{done:,}"
-        self.stream.write(f"\r{bar}{count} rows, {rate:,.0f} rows/s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\n")
+def progress_bar(total: int | None, stream: TextIO | None) -> tqdm:
+    """tqdm's bar on ``stream`` (none when None): rows done of ``total``, percent, rows per second."""
+    return tqdm(total=total or None, file=stream, disable=stream is None, unit=" rows",
+                dynamic_ncols=True, mininterval=0.5)
 
 
 def _peak_rss_mb() -> float:
@@ -92,7 +74,7 @@ def reason_columns(answer: pd.DataFrame, k: int) -> dict[str, pd.Series]:
 
 
 def _score_chunks(model: PyFuncModel, chunks: Iterator[pd.DataFrame],
-                  write: Callable[[pd.DataFrame, bool], None], progress: Progress, reasons_k: int = 0) -> int:
+                  write: Callable[[pd.DataFrame, bool], None], progress: tqdm, reasons_k: int = 0) -> int:
     """Score every chunk, write it with its appetence column (and its reasons' columns, with
     ``reasons_k``); return the number of rows."""
     done = 0
@@ -112,7 +94,7 @@ def _score_chunks(model: PyFuncModel, chunks: Iterator[pd.DataFrame],
         write(chunk.assign(**{schema.OUTPUT_COLUMN: scores}, **{k: v.to_numpy() for k, v in extra.items()}),
               done == 0)
         done += len(chunk)
-        progress.update(done)
+        progress.update(len(chunk))
     progress.close()
     return done
 
@@ -136,7 +118,7 @@ def score_csv(model_uri: str, source: Path, target: Path, chunk_rows: int = DEFA
 
     try:
         with pd.read_csv(source, chunksize=chunk_rows, dtype=text_columns) as chunks:
-            rows = _score_chunks(model, chunks, write, Progress(max(_count_lines(source) - 1, 0), stream),
+            rows = _score_chunks(model, chunks, write, progress_bar(max(_count_lines(source) - 1, 0), stream),
                                  reasons_k)
         if rows == 0:
             raise BatchError(f"{source} holds no rows")
@@ -162,7 +144,7 @@ def score_table(model_uri: str, engine: Engine, source: str, target: str,
         def write(frame: pd.DataFrame, first: bool) -> None:
             frame.to_sql(target, writer, if_exists="replace" if first else "append", index=False)
 
-        rows = _score_chunks(model, chunks, write, Progress(total, stream), reasons_k)
+        rows = _score_chunks(model, chunks, write, progress_bar(total, stream), reasons_k)
     return BatchReport(rows, time.perf_counter() - started, _peak_rss_mb(), f"table {target}")
 
 

@@ -9,6 +9,11 @@ thread counts and writes what is queued every ``interval`` seconds, in one batch
 /metrics first takes in what is queued (metrics.Metrics.before_scrape), so the figures are never
 behind what was answered; ``close`` (at shutdown) writes what is left. Not started (the tests'
 gateways), every observation is counted and written at once.
+
+Why not the standard library's QueueHandler/QueueListener: the handler formats each record in
+the caller's thread (``prepare``), so the access line would be built on the request's path again
+(18 µs a request in a loop against 0.04 µs for this queue's put, 2026-12-06), its listener writes
+line by line, and the metrics, which are most of the batch, would still need this thread.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from conftest import REPO, engine_with_indicators, request_rows, throwaway_pg_da
 from sqlalchemy import Engine
 
 from chaos_pyfunc import schema
-from chaos_pyfunc.batch import BatchError, Progress, score_csv, score_spark, score_table
+from chaos_pyfunc.batch import BatchError, progress_bar, score_csv, score_spark, score_table
 from chaos_pyfunc.cli import main
 from chaos_pyfunc.db import load_csv
 
@@ -97,9 +97,14 @@ def test_the_command_line_scores_a_file(pg_engine: Engine, customers: pd.DataFra
 
 def test_the_progress_bar_counts_rows() -> None:
     shown = io.StringIO()
-    progress = Progress(total=200, stream=shown, width=10)
+    progress = progress_bar(200, shown)
     progress.update(50)
-    assert "[##........]  25.0% 50/200 rows" in shown.getvalue()
+    progress.refresh()
+    assert " 25%" in shown.getvalue() and "50/200" in shown.getvalue()
+    progress.close()
+    silent = progress_bar(200, None)
+    silent.update(200)
+    silent.close()
 
 
 @pytest.mark.spark
