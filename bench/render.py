@@ -151,6 +151,18 @@ def reasons_table() -> str:
     return "\n".join(lines)
 
 
+def copy_table() -> str:
+    """The prediction log's COPY against psycopg 3 and ADBC (bench/copy_compare.json)."""
+    report = _load("copy_compare.json")["median_ms"]
+    lines = ["| requests of | rows written | ours (pg_copy, psycopg2) ms | psycopg 3 `copy` ms | ADBC ms |",
+             "|---|---|---|---|---|"]
+    for size, written in ((1000, 39), (1, 38_429)):
+        r = report[f"requests_of_{size}"]
+        lines.append(f"| {size} customer{'s' if size > 1 else ''} | {written:,} | {r['ours']:.0f} | "
+                     f"{r['psycopg3']:.0f} | {r['adbc']:.0f} |")
+    return "\n".join(lines)
+
+
 def _mean_live(report: dict, metric: str) -> float:
     """The served versions' live figure over the months after the first: the AUC's mean, the
     Brier score weighted by the months' rows (as the as-fitted figures are)."""
@@ -290,7 +302,7 @@ BLOCKS: dict[str, Callable[[], str]] = {"bench": bench_table, "breakdown": break
                                         "outage": outage_table, "soak": soak_line,
                                         "overhead": overhead_table, "settings": settings_table,
                                         "exit_codes": exit_codes_table, "replay": replay_table,
-                                        "reasons": reasons_table,
+                                        "reasons": reasons_table, "copy": copy_table,
                                         "modules": modules_table, "commands": commands_table,
                                         "inputs": input_table, "limits": limits_list}
 BLOCK = re.compile(r"(<!-- rendered: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)

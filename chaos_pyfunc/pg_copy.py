@@ -14,6 +14,7 @@ is then a slice of that buffer (after an array's header), so the rows are joined
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,12 @@ def fixed(values: np.ndarray) -> Values:
 def texts(codes: np.ndarray, choices: Sequence[str | None]) -> Values:
     """Text values ``choices[code]`` (None: NULL): categories, or a request's id over its rows."""
     encoded = [None if t is None else t.encode() for t in choices]
+    if len(encoded) > 64:  # many distinct values (the requests' ids): a field each, in Python
+        fields = [_be(NULL, ">i4").tobytes() if e is None else len(e).to_bytes(4, "big") + e for e in encoded]
+        picked = [fields[code] for code in codes.tolist()]
+        offsets = np.zeros(len(picked) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, picked), dtype=np.int64, count=len(picked)), out=offsets[1:])
+        return Values(np.frombuffer(b"".join(picked), dtype=np.uint8), offsets)
     width = 4 + max((len(e) for e in encoded if e is not None), default=0)
     table = np.zeros((len(encoded), width), dtype=np.uint8)
     sizes = np.empty(len(encoded), dtype=np.int64)
@@ -91,34 +98,84 @@ KINDS: dict[str, tuple[Callable[..., Values], str | None]] = {  # builder, array
 }
 
 
+# A piece of every row: its bytes are ``buffer[start[row]:stop[row]]``.
+Pieces = tuple[np.ndarray, np.ndarray, np.ndarray]
+# Below this many bytes a piece on average, the stream is gathered by one index per byte; above,
+# joined from a slice per piece (measured: about 16 ns a byte against 0.9 µs a piece).
+GATHER_BELOW_BYTES = 56
+GATHER_CHUNK_BYTES = 8 << 20  # the byte index, 8 bytes a byte, is built this much at a time
+
+
 def encode(columns: Sequence[Column], counts: np.ndarray) -> bytes:
     """The COPY ... FROM STDIN WITH (FORMAT binary) stream of ``len(counts)`` rows: a scalar
     column has a value per row, an array column ``counts[row]`` values for each row (at least
-    one), in row order."""
+    one), in row order.
+
+    Each row is a list of pieces (its field count, each field, an array's header before its
+    elements), each a slice of a column's buffer. Many small pieces (requests of a customer or
+    a few: 38,429 rows of one customer, 3.6 s joined as Python objects) are gathered with NumPy
+    (0.36 s); a few big ones (requests of 1000 customers) are joined as slices."""
+    rows = len(counts)
+    pieces = _pieces(columns, counts)
+    size = sum(int((stop - start).sum()) for _, start, stop in pieces)
+    if rows and size < GATHER_BELOW_BYTES * rows * len(pieces):
+        body = _gathered(pieces, rows)
+    else:
+        body = _joined(pieces, rows)
+    return SIGNATURE + body + TRAILER
+
+
+def _pieces(columns: Sequence[Column], counts: np.ndarray) -> list[Pieces]:
     rows = len(counts)
     bounds = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(counts, out=bounds[1:])
-    per_column: list[list[tuple[memoryview, ...]]] = []  # each row's pieces of bytes
+    field_count = np.frombuffer(len(columns).to_bytes(2, "big"), dtype=np.uint8)
+    found: list[Pieces] = [(field_count, np.zeros(rows, dtype=np.int64), np.full(rows, 2, dtype=np.int64))]
     for kind, *arguments in columns:
         build, element = KINDS[kind]
         values = build(*arguments)
-        view = values.data.data  # a memoryview of the array
         if element is None:
-            ends = values.offsets
-            per_column.append([(view[ends[i]:ends[i + 1]],) for i in range(rows)])
+            found.append((values.data, values.offsets[:-1], values.offsets[1:]))
             continue
         starts, ends = values.offsets[bounds[:-1]], values.offsets[bounds[1:]]
         headers = np.empty((rows, 6), dtype=">i4")  # the field's length, then the array's header:
         headers[:] = (0, 1, 0, ELEMENT_TYPES[element], 0, 1)  # one dimension, no NULL, lower bound 1
         headers[:, 0] = 20 + ends - starts
         headers[:, 4] = counts
-        head = headers.view(np.uint8).reshape(-1).data
-        per_column.append([(head[24 * i:24 * i + 24], view[starts[i]:ends[i]]) for i in range(rows)])
-    count = len(columns).to_bytes(2, "big")
-    pieces: list[bytes | memoryview] = [SIGNATURE]
-    for i in range(rows):
-        pieces.append(count)
-        for column in per_column:
-            pieces.extend(column[i])
-    pieces.append(TRAILER)
-    return b"".join(pieces)
+        at = 24 * np.arange(rows, dtype=np.int64)
+        found += [(headers.view(np.uint8).reshape(-1), at, at + 24), (values.data, starts, ends)]
+    return found
+
+
+def _joined(pieces: list[Pieces], rows: int) -> bytes:
+    """A slice per piece, joined. The slices are a few Python objects per piece, none of them
+    cyclic: the garbage collector is paused meanwhile (it took three quarters of the time)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        # Python ints: slicing by NumPy integers costs more.
+        per_piece = [[view[a:b] for a, b in zip(start.tolist(), stop.tolist(), strict=True)]
+                     for view, start, stop in ((buffer.data, start, stop) for buffer, start, stop in pieces)]
+        return b"".join(piece[i] for i in range(rows) for piece in per_piece)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _gathered(pieces: list[Pieces], rows: int) -> bytes:
+    """Every buffer laid end to end, and the stream taken from it by one index per byte."""
+    bases = np.cumsum([0, *(len(buffer) for buffer, _, _ in pieces[:-1])])
+    buffer = np.concatenate([buffer for buffer, _, _ in pieces])
+    start = np.stack([base + s for base, (_, s, _) in zip(bases, pieces, strict=True)], axis=1)
+    size = np.stack([stop - s for _, s, stop in pieces], axis=1)  # (rows, pieces of a row)
+    ends = np.cumsum(size.sum(axis=1))
+    out: list[bytes] = []
+    row = 0
+    while row < rows:
+        stop = max(int(np.searchsorted(ends, ends[row] - size[row].sum() + GATHER_CHUNK_BYTES, "right")),
+                   row + 1)
+        first, length = start[row:stop].reshape(-1), size[row:stop].reshape(-1)
+        shift = np.repeat(first - (np.cumsum(length) - length), length)
+        out.append(buffer[shift + np.arange(len(shift))].tobytes())
+        row = stop
+    return b"".join(out)

@@ -69,3 +69,32 @@ def test_the_server_reads_what_was_encoded(pg_url: str) -> None:
         (1_700_000_000.5, "été", [date(2010, 11, 30), date(1999, 12, 31)], [0, 2**40], [1e-300, 1.0],
          ["a", "bé"]),
     ]
+
+
+def test_small_and_big_pieces_are_joined_alike_and_read_back(pg_url: str) -> None:
+    """Rows of a customer or a few (small pieces: gathered by NumPy) and of many (big pieces:
+    joined as slices) give the same stream either way; request ids by the hundred take the
+    Python path of texts(); the server reads back every value."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 4, size=300).astype(np.int32)
+    ends = np.cumsum(counts)
+    ids = [f"request-{i}-é" for i in range(300)]
+    numbers = rng.integers(-(10**6), 10**6, size=int(ends[-1]))
+    codes = rng.integers(0, 3, size=int(ends[-1]))
+    columns = [("text", np.arange(300), ids), ("int4", counts), ("int8[]", numbers),
+               ("text[]", codes, ["a", None, "bé"])]
+    pieces = pg_copy._pieces(columns, counts)
+    assert pg_copy._gathered(pieces, 300) == pg_copy._joined(pieces, 300)
+    conn = psycopg2.connect(pg_url.replace("postgresql+psycopg2", "postgresql"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE t (id text, n int, x bigint[], c text[])")
+            stream = io.BytesIO(pg_copy.encode(columns, counts))
+            cur.copy_expert("COPY t FROM STDIN WITH (FORMAT binary)", stream)
+            cur.execute("SELECT id, n, x, c FROM t")
+            got = {row[0]: row[1:] for row in cur.fetchall()}
+    finally:
+        conn.close()
+    choices = ["a", None, "bé"]
+    assert got == {ids[i]: (int(counts[i]), numbers[ends[i] - counts[i]:ends[i]].tolist(),
+                            [choices[c] for c in codes[ends[i] - counts[i]:ends[i]]]) for i in range(300)}
