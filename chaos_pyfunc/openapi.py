@@ -3,20 +3,44 @@
 
 from __future__ import annotations
 
+import calendar
+from collections.abc import Sequence
 from typing import Any
 
 from chaos_pyfunc import reasons, schema
 from chaos_pyfunc.config import Settings
 
-DATE_PATTERN = f"^{schema.DATE_PATTERN}$"
+_DAYS = {31: "(?:0[1-9]|[12][0-9]|3[01])", 30: "(?:0[1-9]|[12][0-9]|30)", 29: "(?:0[1-9]|[12][0-9])",
+         28: "(?:0[1-9]|1[0-9]|2[0-8])"}
+# A real day of any year, when the months the indicators cover are not known (a database away at start).
+ANY_REAL_DAY = (f"^[0-9]{{4}}-(?:(?:0[13578]|1[02])-{_DAYS[31]}|(?:0[469]|11)-{_DAYS[30]}|"
+                f"02-{_DAYS[29]})$")
 
 
-def _column(name: str) -> dict[str, Any]:
+def date_pattern(months: Sequence[int] | None) -> str:
+    """The contact dates the server scores, as a regular expression: every real day of the
+    ``months`` (year * 12 + month; socio_eco.accepted_months), or of any month when None."""
+    if months is None:
+        return ANY_REAL_DAY
+    by_days: dict[int, dict[int, list[str]]] = {}  # days in the month -> year -> its months
+    for number in months:
+        year, month = (number - 1) // 12, (number - 1) % 12 + 1
+        days = calendar.monthrange(year, month)[1]
+        by_days.setdefault(days, {}).setdefault(year, []).append(f"{month:02d}")
+    alternatives = []
+    for days, years in sorted(by_days.items()):
+        year_months = "|".join(f"{year:04d}-(?:{'|'.join(ms)})" for year, ms in years.items())
+        alternatives.append(f"(?:{year_months})-{_DAYS[days]}")
+    return f"^(?:{'|'.join(alternatives)})$" if alternatives else "^$(?!.)"
+
+
+def _column(name: str, months: Sequence[int] | None) -> dict[str, Any]:
     if name == schema.DATE:
-        return {"type": "string", "pattern": DATE_PATTERN,
+        return {"type": "string", "pattern": date_pattern(months),
                 "description": "day of the contact, YYYY-MM-DD; its month (or one of the "
                                "months before it, up to max_indicator_age_months) must be in "
-                               "socio_eco"}
+                               "socio_eco: the pattern lists the days the server scored when it "
+                               "started"}
     if name in schema.INTEGERS:
         rule = schema.INTEGERS[name]
         return {"type": "integer", "minimum": rule.low, "maximum": rule.high,
@@ -29,20 +53,23 @@ def _error(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def spec(settings: Settings) -> dict[str, Any]:
-    """The OpenAPI document of the scoring API."""
+def spec(settings: Settings, months: Sequence[int] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of the scoring API; ``months``: the contact months the indicators
+    cover (socio_eco.accepted_months), None when unknown."""
     columns = list(schema.INPUT_COLUMNS)
     contact_id = {"type": ["string", "null"], "maxLength": schema.CONTACT_ID_MAX_CHARS,
                   "description": "optional: your own id of the contact, kept with its score in the "
                                  "prediction log so its outcome can be joined back; not a model input"}
     row = {"type": "object", "required": columns,
-           "properties": {**{c: _column(c) for c in columns}, schema.CONTACT_ID: contact_id}}
+           "properties": {**{c: _column(c, months) for c in columns}, schema.CONTACT_ID: contact_id}}
     cell = {"type": ["string", "number", "null"]}
     asked = {"type": "integer", "minimum": 1, "maximum": reasons.MAX_REASONS,
              "description": "how many reason codes to give with each appetence, the largest effects first"}
-    params = {"type": "object", "additionalProperties": False, "properties": {reasons.REASONS: asked},
-              "description": "optional (MLflow's params): {\"reasons\": 3} gives each appetence its 3 "
-                             "largest reason codes, and the answer the baseline they add up from"}
+    params = {"type": ["object", "null"], "additionalProperties": False,
+              "properties": {reasons.REASONS: asked},
+              "description": "optional (MLflow's params; null: none): {\"reasons\": 3} gives each "
+                             "appetence its 3 largest reason codes, and the answer the baseline they "
+                             "add up from"}
     split = {
         "type": "object", "required": ["dataframe_split"], "additionalProperties": False,
         "properties": {"dataframe_split": {
@@ -86,7 +113,9 @@ def spec(settings: Settings) -> dict[str, Any]:
                 "summary": "Score customers",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"oneOf": [split, records]}},
-                    "text/csv": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string", "minLength": len(",".join(columns)),
+                                            "description": "a header naming at least the input columns, "
+                                                           "then a line per customer"}},
                 }},
                 "responses": {
                     "200": {"description": "one appetence per row, in order", "content": {

@@ -50,13 +50,15 @@ def asked(value: Any, field: str, text: bool = False) -> int:
 def asked_in(document: Any) -> int:
     """The reasons a JSON request's params ask for; 0 when it asks for none."""
     params = document.get("params") if isinstance(document, dict) else None
-    if params is None or (isinstance(params, dict) and REASONS not in params):
+    if params is None:
         return 0
-    if not isinstance(params, dict):
+    if not isinstance(params, dict) or params.keys() - {REASONS}:
         from chaos_pyfunc.answers import Refusal
 
-        raise Refusal(400, "params: expected an object, such as {\"reasons\": 3}")
-    return asked(params[REASONS], f"params.{REASONS}")
+        # A misspelt parameter, ignored, would be a silent wrong answer; the key is not repeated.
+        raise Refusal(400, "params: expected an object whose only parameter is reasons, such as "
+                           "{\"reasons\": 3}")
+    return asked(params[REASONS], f"params.{REASONS}") if REASONS in params else 0
 
 
 @dataclass(frozen=True)

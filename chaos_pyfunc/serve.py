@@ -25,6 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 import yaml
@@ -42,6 +43,7 @@ from chaos_pyfunc.package_version import UnusableModel, check_compatible
 from chaos_pyfunc.prediction_log import PredictionLog
 from chaos_pyfunc.registry import REGISTERED_MODEL_META
 from chaos_pyfunc.shutdown import ShutdownClock
+from chaos_pyfunc.socio_eco import IndicatorsUnavailable, accepted_months
 from chaos_pyfunc.tls import CertificateWatch
 
 log = logging.getLogger(__name__)
@@ -157,7 +159,8 @@ def create_app(served: ServedModel, settings: Settings, shutdown: ShutdownClock)
         # Its own port, which the Service does not expose: scraped inside the cluster only.
         start_http_server(settings.metrics_port, registry=metrics.registry)
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
-    gateway = Gateway(scoring_server.init(model), Limits.of(settings), openapi.spec(settings),
+    document = openapi.spec(settings, _months(scorer, settings))
+    gateway = Gateway(scoring_server.init(model), Limits.of(settings), document,
                       served.as_dict(), keys, metrics, metrics_here=not settings.metrics_port,
                       shutdown=shutdown)
     gateway.prediction_log = recorder
@@ -165,6 +168,18 @@ def create_app(served: ServedModel, settings: Settings, shutdown: ShutdownClock)
         scorer.listeners.insert(0, lambda batch, appetences: gateway.observer.scored(appetences))
     gateway.observer.start()
     return gateway
+
+
+def _months(scorer: Any, settings: Settings) -> list[int] | None:
+    """The contact months the indicators cover at start, for /openapi.json's dates; None when
+    they cannot be read now or the model is not ours."""
+    if scorer is None:
+        return None
+    try:
+        return accepted_months(scorer.source.table().months, settings.max_indicator_age_months)
+    except IndicatorsUnavailable:
+        log.warning("socio_eco unreadable at start: /openapi.json admits any real day as a date")
+        return None
 
 
 def serve(model_uri: str, host: str, port: int) -> None:

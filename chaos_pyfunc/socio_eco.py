@@ -105,6 +105,15 @@ def _as_of(table_months: np.ndarray, contact_months: np.ndarray,
     return position, (position < 0) | (contact_months - matched > max_age_months)
 
 
+def accepted_months(table_months: np.ndarray, max_age_months: int) -> list[int]:
+    """Every contact month (year * 12 + month) the as-of join scores with ``table_months``."""
+    if not len(table_months):
+        return []
+    candidates = np.arange(table_months[0], table_months[-1] + max_age_months + 1)
+    _, refused = _as_of(table_months, candidates, max_age_months)
+    return candidates[~refused].tolist()
+
+
 def fetch_indicators(engine: Engine) -> pd.DataFrame:
     """One SELECT of the whole table, sorted by date."""
     query = select(socio_eco).order_by(socio_eco.c.date)

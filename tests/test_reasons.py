@@ -110,6 +110,14 @@ def test_a_bad_number_of_reasons_names_the_field(value) -> None:
     assert reasons.asked("3", "reasons", text=True) == 3  # a query string's text
 
 
+@pytest.mark.parametrize("params", [{"reason": 3}, {"reasons": 3, "other": 1}, [3], "reasons"])
+def test_params_other_than_reasons_are_refused_without_repeating_them(params) -> None:
+    with pytest.raises(Refusal, match=r"^params: expected an object whose only parameter") as refused:
+        reasons.asked_in({"dataframe_split": {}, "params": params})
+    assert "reason\"" not in str(refused.value) and "other" not in str(refused.value)
+    assert reasons.asked_in({"params": {}}) == 0 and reasons.asked_in({"params": {"reasons": 2}}) == 2
+
+
 def test_chaos_score_writes_the_reasons_as_columns(tmp_path: Path, module_pg_url: str, customers,
                                                    monkeypatch) -> None:
     from chaos_pyfunc import batch
