@@ -7,7 +7,7 @@ import json
 import pytest
 from support.bodies import VALUE, answer, dumps, mlflow_error
 
-from chaos_pyfunc.answers import ERROR_CODES, Refusal, error_body, safe_error
+from chaos_pyfunc.contract.answers import ERROR_CODES, Refusal, error_body, safe_error
 
 # ------------------------------------------------------------------ safe_error
 

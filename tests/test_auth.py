@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaos_pyfunc import auth
-from chaos_pyfunc.auth import KeyRing, KeysFileError, create, revoke
+from chaos_pyfunc.http import auth
+from chaos_pyfunc.http.auth import KeyRing, KeysFileError, create, revoke
 
 
 def advance(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,10 +14,10 @@ import pytest
 from conftest import REPO, engine_with_indicators, request_rows, throwaway_pg_database
 from sqlalchemy import Engine
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.batch import BatchError, Progress, score_csv, score_spark, score_table
 from chaos_pyfunc.cli import main
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import load_csv
+from chaos_pyfunc.scoring.batch import BatchError, Progress, score_csv, score_spark, score_table
 
 MODEL = str(REPO / "model")
 

@@ -11,11 +11,12 @@ from conftest import REPO, engine_with_indicators, request_rows
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from chaos_pyfunc import compiled, schema
-from chaos_pyfunc.compiled import TOLERANCE, Forest, build_forest, compile_pipeline, probe_rows
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.model import Scorer
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.scoring import compiled
+from chaos_pyfunc.scoring.compiled import TOLERANCE, Forest, build_forest, compile_pipeline, probe_rows
+from chaos_pyfunc.scoring.model import Scorer
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import psycopg2
 import pytest
 
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.copy_worker import NICENESS, CopyFailed, CopyProcess, Target
 from chaos_pyfunc.db import pg_connect_args
+from chaos_pyfunc.predlog.copy_worker import NICENESS, CopyFailed, CopyProcess, Target
 
 
 def libpq(url: str) -> str:

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators, request_rows
 
-from chaos_pyfunc import drift, schema
 from chaos_pyfunc.cli import main
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import load_csv
-from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.lifecycle import drift
+from chaos_pyfunc.predlog.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 pytestmark = pytest.mark.data
 

@@ -12,7 +12,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from chaos_pyfunc.edge import TOO_MANY_CONNECTIONS, protocol_class
+from chaos_pyfunc.http.edge import TOO_MANY_CONNECTIONS, protocol_class
 
 
 class Transport(asyncio.Transport):

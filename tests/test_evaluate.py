@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from chaos_pyfunc import evaluate
+from chaos_pyfunc.lifecycle import evaluate
 
 
 def test_lift_of_a_perfect_ranking_is_one_over_the_base_rate() -> None:

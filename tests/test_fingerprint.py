@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import CUSTOMERS_CSV, SOCIO_ECO_CSV
 
-from chaos_pyfunc import fingerprint
 from chaos_pyfunc.db import read_customers_csv, read_indicators_csv
+from chaos_pyfunc.lifecycle import fingerprint
 
 pytestmark = pytest.mark.data
 

@@ -12,8 +12,8 @@ import pytest
 from support.asgi import App, Client, call
 from support.bodies import VALUE, answer, dumps, mlflow_error, records, refusal_of, valid_row
 
-from chaos_pyfunc.auth import KeyRing, create
-from chaos_pyfunc.gateway import BUSY, UNAUTHENTICATED, BodyBudget, read_body
+from chaos_pyfunc.http.auth import KeyRing, create
+from chaos_pyfunc.http.gateway import BUSY, UNAUTHENTICATED, BodyBudget, read_body
 
 # ------------------------------------------------------------------ read_body
 

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.asgi import App, call
 from support.bodies import VALUE, dumps, records
 
-from chaos_pyfunc.metrics import SCORE_BUCKETS, Metrics
+from chaos_pyfunc.http.metrics import SCORE_BUCKETS, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

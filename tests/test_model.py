@@ -16,11 +16,13 @@ from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators, request_rows
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine
 
-from chaos_pyfunc import behaviour, package_version, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.model import Scorer
-from chaos_pyfunc.socio_eco import IndicatorSource, enrich
+from chaos_pyfunc.lifecycle import behaviour
+from chaos_pyfunc.scoring import package_version
+from chaos_pyfunc.scoring.model import Scorer
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource, enrich
 
 MODEL_DIR = REPO / "model"
 
@@ -149,7 +151,7 @@ class BrokenPipeline:
 def test_a_bug_is_a_500_whose_answer_and_log_hold_no_input(
     indicators_engine, customers: pd.DataFrame, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from chaos_pyfunc.model import AppetenceModel
+    from chaos_pyfunc.scoring.model import AppetenceModel
 
     model = AppetenceModel()
     model.scorer = Scorer(BrokenPipeline(), IndicatorSource(indicators_engine, 0), Settings())
@@ -172,7 +174,7 @@ def test_zero_rows_give_zero_scores(served) -> None:
 def test_an_unreachable_database_is_a_503(customers: pd.DataFrame) -> None:
     pipeline = pickle.loads((MODEL_DIR / "artifacts" / "pipeline.pkl").read_bytes())  # noqa: S301
     settings = Settings(database_url="postgresql+psycopg2://root@127.0.0.1:1/none", connect_timeout_seconds=1)
-    from chaos_pyfunc.model import AppetenceModel
+    from chaos_pyfunc.scoring.model import AppetenceModel
 
     model = AppetenceModel()
     model.scorer = Scorer(pipeline, IndicatorSource(make_engine(settings), 0, wait_seconds=5), settings)

@@ -13,11 +13,12 @@ import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from support.rows import contract_rows
 
-from chaos_pyfunc import monitor, schema
 from chaos_pyfunc.cli import main
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import load_csv, make_engine
-from chaos_pyfunc.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
+from chaos_pyfunc.lifecycle import monitor
+from chaos_pyfunc.predlog.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
 
 MONTHS = ("2010-09", "2010-10")
 

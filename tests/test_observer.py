@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos_pyfunc.error_capture import ACCESS_LOG
-from chaos_pyfunc.metrics import Metrics
-from chaos_pyfunc.observer import Answered, BatchedStreamHandler, Observer
+from chaos_pyfunc.http.metrics import Metrics
+from chaos_pyfunc.http.observer import Answered, BatchedStreamHandler, Observer
 
 
 def answered(status: int = 200, rows: int | None = 3) -> Answered:

@@ -10,7 +10,7 @@ from datetime import date
 import numpy as np
 import psycopg2
 
-from chaos_pyfunc import pg_copy
+from chaos_pyfunc.predlog import pg_copy
 
 
 def field(data: bytes) -> bytes:

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.pipeline import Hyperparameters, build_pipeline, day_of_month
-from chaos_pyfunc.socio_eco import IndicatorSource, enrich
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, build_pipeline, day_of_month
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource, enrich
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ from sqlalchemy.engine import make_url
 from support.rows import contract_rows
 from support.tcp_proxy import TcpProxy
 
-from chaos_pyfunc import prediction_table, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
-from chaos_pyfunc.prediction_table import LayoutError, prediction_rows, predictions
+from chaos_pyfunc.predlog import prediction_table
+from chaos_pyfunc.predlog.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
+from chaos_pyfunc.predlog.prediction_table import LayoutError, prediction_rows, predictions
 
 
 def count(engine: Engine) -> int:

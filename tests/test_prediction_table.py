@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import Engine, event, text
 from support.rows import contract_rows
 
-from chaos_pyfunc import prediction_table, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.prediction_log import REQUEST_ID, PredictionLog
+from chaos_pyfunc.predlog import prediction_table
+from chaos_pyfunc.predlog.prediction_log import REQUEST_ID, PredictionLog
 
 EXPIRED_ROWS = 2_000_000
 EXPIRED_DAYS = 10

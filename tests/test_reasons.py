@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from support.server import MODEL_DIR
 
-from chaos_pyfunc import reasons, schema
-from chaos_pyfunc.answers import Refusal
-from chaos_pyfunc.compiled import compile_pipeline
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import request_body, schema
+from chaos_pyfunc.contract.answers import Refusal
 from chaos_pyfunc.db import INDICATORS
-from chaos_pyfunc.model import Scorer, reasons_asked
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.scoring import reasons
+from chaos_pyfunc.scoring.compiled import compile_pipeline
+from chaos_pyfunc.scoring.model import Scorer, reasons_asked
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 PIPELINE = pickle.loads((MODEL_DIR / "artifacts" / "pipeline.pkl").read_bytes())  # noqa: S301
 
@@ -47,10 +48,10 @@ def test_every_customer_s_effects_add_up_to_the_pipeline_s_log_odds(scorers, cus
     rows = rows_of(customers)
     answer = fast.score(rows, reasons.MAX_REASONS)
     assert len(answer) == 38_429
-    effects = np.array([[r["effect"] for r in row] for row in answer[reasons.REASONS]])
+    effects = np.array([[r["effect"] for r in row] for row in answer[schema.REASONS]])
     enriched = fast._reference(rows)[2]
     log_odds = PIPELINE.decision_function(enriched)  # scikit-learn's own, not shap's reading of it
-    gap = np.max(np.abs(effects.sum(axis=1) + answer[reasons.BASELINE].to_numpy() - log_odds))
+    gap = np.max(np.abs(effects.sum(axis=1) + answer[schema.BASELINE].to_numpy() - log_odds))
     print(f"largest |baseline + effects - decision_function| over 38,429 customers: {gap:.2e}")
     assert gap < 1e-6
     assert np.allclose(1 / (1 + np.exp(-log_odds)), answer[schema.OUTPUT_COLUMN], atol=1e-9)
@@ -61,12 +62,12 @@ def test_the_compiled_path_and_the_reference_path_give_the_same_reasons(scorers,
     fast, reference = scorers
     rows = rows_of(customers.sample(n=500, random_state=3))
     a, b = fast.score(rows, 5), reference.score(rows, 5)
-    assert [[r["feature"] for r in row] for row in a[reasons.REASONS]] == \
-           [[r["feature"] for r in row] for row in b[reasons.REASONS]]
-    effects_a = np.array([[r["effect"] for r in row] for row in a[reasons.REASONS]])
-    effects_b = np.array([[r["effect"] for r in row] for row in b[reasons.REASONS]])
+    assert [[r["feature"] for r in row] for row in a[schema.REASONS]] == \
+           [[r["feature"] for r in row] for row in b[schema.REASONS]]
+    effects_a = np.array([[r["effect"] for r in row] for row in a[schema.REASONS]])
+    effects_b = np.array([[r["effect"] for r in row] for row in b[schema.REASONS]])
     assert np.max(np.abs(effects_a - effects_b)) < 1e-9
-    assert a[reasons.BASELINE].tolist() == b[reasons.BASELINE].tolist()
+    assert a[schema.BASELINE].tolist() == b[schema.BASELINE].tolist()
 
 
 def test_reasons_are_named_as_the_client_knows_them_largest_first_with_the_values_used(
@@ -75,7 +76,7 @@ def test_reasons_are_named_as_the_client_knows_them_largest_first_with_the_value
     rows = rows_of(customers.sample(n=50, random_state=4))
     answer = fast.score(rows, reasons.MAX_REASONS)
     table = fast.source.table()
-    for (_, row), given in zip(rows.iterrows(), answer[reasons.REASONS], strict=True):
+    for (_, row), given in zip(rows.iterrows(), answer[schema.REASONS], strict=True):
         assert sorted(r["feature"] for r in given) == sorted(reasons.NAMES)  # each group once: 19
         sizes = [abs(r["effect"]) for r in given]
         assert sizes == sorted(sizes, reverse=True)
@@ -106,13 +107,13 @@ def test_a_bad_number_of_reasons_names_the_field(value) -> None:
     with pytest.raises(schema.InvalidInput, match=r"params\.reasons: expected a whole number from 1 to 19"):
         reasons_asked({"reasons": value})
     with pytest.raises(Refusal, match=r"params\.reasons: expected a whole number from 1 to 19"):
-        reasons.asked_in({"params": {"reasons": value if value != 0 else 20}})
-    assert reasons.asked("3", "reasons", text=True) == 3  # a query string's text
+        request_body.asked_in({"params": {"reasons": value if value != 0 else 20}})
+    assert request_body.asked("3", "reasons", text=True) == 3  # a query string's text
 
 
 def test_chaos_score_writes_the_reasons_as_columns(tmp_path: Path, module_pg_url: str, customers,
                                                    monkeypatch) -> None:
-    from chaos_pyfunc import batch
+    from chaos_pyfunc.scoring import batch
 
     monkeypatch.setenv("CHAOS_DATABASE_URL", module_pg_url)
     source = tmp_path / "in.csv"
@@ -125,4 +126,4 @@ def test_chaos_score_writes_the_reasons_as_columns(tmp_path: Path, module_pg_url
         f"reason_{rank}_{part}" for rank in (1, 2, 3) for part in ("feature", "effect")]
     assert out["reason_1_feature"].isin(reasons.NAMES).all()
     assert (out["reason_1_effect"].abs() >= out["reason_2_effect"].abs()).all()
-    assert out[reasons.BASELINE].nunique() == 1
+    assert out[schema.BASELINE].nunique() == 1

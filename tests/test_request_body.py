@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from support.bodies import COLUMNS, VALUE, dumps, records, refusal_of, split, valid_row
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.answers import Refusal
-from chaos_pyfunc.request_body import (
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.contract.answers import Refusal
+from chaos_pyfunc.contract.request_body import (
     A_JSON_STRING,
     NOT_AN_OBJECT,
     ONE_CUSTOMER,

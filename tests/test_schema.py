@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 
 
 def good_row(**changes: object) -> dict[str, object]:
@@ -114,7 +114,7 @@ def test_dates_given_as_numpy_strings_are_read_and_a_null_one_is_named() -> None
     with a TypeError (a 500) instead of reading them."""
     import numpy as np
 
-    from chaos_pyfunc.schema import _parse_dates
+    from chaos_pyfunc.contract.schema import _parse_dates
 
     given = np.array([np.str_("2009-01-28"), np.str_("2010-11-02")], dtype=object)
     dates, problem = _parse_dates(pd.Series(given))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from chaos_pyfunc.config import SHUTDOWN_RESERVE_SECONDS
-from chaos_pyfunc.shutdown import ShutdownClock
+from chaos_pyfunc.http.shutdown import ShutdownClock
 
 
 def test_the_budget_runs_from_the_first_signal_and_the_drain_leaves_the_reserve() -> None:

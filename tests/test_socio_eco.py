@@ -11,10 +11,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from support.tcp_proxy import TcpProxy
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS, make_engine
-from chaos_pyfunc.socio_eco import (
+from chaos_pyfunc.scoring.socio_eco import (
     IndicatorSource,
     IndicatorsUnavailable,
     IndicatorTable,

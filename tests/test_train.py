@@ -5,10 +5,13 @@ import pytest
 import yaml
 from conftest import CUSTOMERS_CSV, engine_with_indicators, request_rows
 
-from chaos_pyfunc import fingerprint, package_version, schema
-from chaos_pyfunc.pipeline import Hyperparameters
-from chaos_pyfunc.registry import REGISTERED_MODEL, REGISTERED_MODEL_META
-from chaos_pyfunc.train import TrainOptions, train
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.lifecycle import fingerprint
+from chaos_pyfunc.lifecycle.registry import REGISTERED_MODEL
+from chaos_pyfunc.lifecycle.train import TrainOptions, train
+from chaos_pyfunc.scoring import package_version
+from chaos_pyfunc.scoring.package_version import REGISTERED_MODEL_META
+from chaos_pyfunc.scoring.pipeline import Hyperparameters
 
 pytestmark = [pytest.mark.data, pytest.mark.training]  # trains on the labelled customers
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from chaos_pyfunc import fingerprint, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine, read_customers, read_customers_csv, seed_embedded
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.lifecycle import fingerprint
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ waits in the queue instead. It ignores SIGTERM and SIGINT (tini signals the whol
 group; the serving process decides when the log is done) and ends when its input closes, after
 the last batch.
 
-Run by ``CopyProcess``: ``python -m chaos_pyfunc.copy_worker``.
+Run by ``CopyProcess``: ``python -m chaos_pyfunc.predlog.copy_worker``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import IO, Any, cast
 import numpy as np
 import psycopg2
 
-from chaos_pyfunc import pg_copy
+from chaos_pyfunc.predlog import pg_copy
 
 EXIT_SECONDS = 10.0
 NICENESS = 10  # added to the serving process' own

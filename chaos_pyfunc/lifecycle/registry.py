@@ -28,10 +28,6 @@ from mlflow.exceptions import MlflowException
 
 # The default registered model (Settings.registered_model): the committed model/ is version 1 of it.
 REGISTERED_MODEL = "chaos-appetence"
-# The file in a model directory that names its registry version: MLflow writes it when it
-# downloads a models:/ URI, train.export_model for a run's model; the server and the image's
-# labels read it.
-REGISTERED_MODEL_META = "registered_model_meta"
 ALIASES = ("staging", "production")
 DEFAULT_TRACKING_URI = "sqlite:///var/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = Path("var") / "mlartifacts"

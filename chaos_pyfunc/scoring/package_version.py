@@ -16,6 +16,10 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 PACKAGE = "chaos-pyfunc"
+# The file in a model directory that names its registry version: MLflow writes it when it
+# downloads a models:/ URI, lifecycle/train.export_model for a run's model; the server and the
+# image's labels read it.
+REGISTERED_MODEL_META = "registered_model_meta"
 
 
 class UnusableModel(RuntimeError):

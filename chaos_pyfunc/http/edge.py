@@ -30,8 +30,8 @@ import h11
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
-from chaos_pyfunc.answers import ERROR_CODES, error_body
-from chaos_pyfunc.metrics import HEADER_TIMEOUT, HEADER_TOO_LARGE, REFUSALS, Metrics
+from chaos_pyfunc.contract.answers import ERROR_CODES, error_body
+from chaos_pyfunc.http.metrics import HEADER_TIMEOUT, HEADER_TOO_LARGE, REFUSALS, Metrics
 
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 * 1024 * 1024

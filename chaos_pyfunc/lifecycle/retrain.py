@@ -23,10 +23,10 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chaos_pyfunc import dataset, fingerprint, gate, registry
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.pipeline import Hyperparameters, fit
-from chaos_pyfunc.train import TrainOptions, train
+from chaos_pyfunc.lifecycle import dataset, fingerprint, gate, registry
+from chaos_pyfunc.lifecycle.train import TrainOptions, train
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, fit
 
 log = logging.getLogger(__name__)
 

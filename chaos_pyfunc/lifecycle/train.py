@@ -25,11 +25,13 @@ import mlflow
 import yaml
 from sklearn.pipeline import Pipeline
 
-from chaos_pyfunc import dataset, evaluate, fingerprint, package_version, registry, schema
-from chaos_pyfunc.compiled import FOREST_ARTIFACT, build_forest
 from chaos_pyfunc.config import load_settings
-from chaos_pyfunc.model import PIPELINE_ARTIFACT, AppetenceModel
-from chaos_pyfunc.pipeline import Hyperparameters, fit
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.lifecycle import dataset, evaluate, fingerprint, registry
+from chaos_pyfunc.scoring import package_version
+from chaos_pyfunc.scoring.compiled import FOREST_ARTIFACT, build_forest
+from chaos_pyfunc.scoring.model import PIPELINE_ARTIFACT, AppetenceModel
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, fit
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def export_model(model_uri: str, export_dir: Path, version_number: str | None = 
         shutil.copytree(local, export_dir)
     # copytree keeps the scratch directory's 0700: the image's unprivileged user must read it.
     export_dir.chmod(0o755)
-    meta_path = export_dir / registry.REGISTERED_MODEL_META
+    meta_path = export_dir / package_version.REGISTERED_MODEL_META
     if version_number is not None or not meta_path.exists():
         meta = {"model_name": name if version_number else None,
                 "model_version": version_number}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos_pyfunc import reasons, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 
 DATE_PATTERN = f"^{schema.DATE_PATTERN}$"
 
@@ -38,9 +38,9 @@ def spec(settings: Settings) -> dict[str, Any]:
     row = {"type": "object", "required": columns,
            "properties": {**{c: _column(c) for c in columns}, schema.CONTACT_ID: contact_id}}
     cell = {"type": ["string", "number", "null"]}
-    asked = {"type": "integer", "minimum": 1, "maximum": reasons.MAX_REASONS,
+    asked = {"type": "integer", "minimum": 1, "maximum": schema.MAX_REASONS,
              "description": "how many reason codes to give with each appetence, the largest effects first"}
-    params = {"type": "object", "additionalProperties": False, "properties": {reasons.REASONS: asked},
+    params = {"type": "object", "additionalProperties": False, "properties": {schema.REASONS: asked},
               "description": "optional (MLflow's params): {\"reasons\": 3} gives each appetence its 3 "
                              "largest reason codes, and the answer the baseline they add up from"}
     split = {
@@ -96,7 +96,7 @@ def spec(settings: Settings) -> dict[str, Any]:
             }},
             "/appetence": {"post": {
                 "summary": "Score one customer",
-                "parameters": [{"name": reasons.REASONS, "in": "query", "required": False, "schema": asked,
+                "parameters": [{"name": schema.REASONS, "in": "query", "required": False, "schema": asked,
                                 "description": "?reasons=3: the customer's 3 largest reason codes"}],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}},
@@ -124,24 +124,24 @@ def spec(settings: Settings) -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0,
                                                           "maximum": 1},
-                                   reasons.REASONS: {"$ref": "#/components/schemas/Reasons"}},
-                }}, reasons.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
+                                   schema.REASONS: {"$ref": "#/components/schemas/Reasons"}},
+                }}, schema.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
             },
             "Appetence": {
                 "type": "object", "required": [schema.OUTPUT_COLUMN], "additionalProperties": False,
                 "properties": {schema.OUTPUT_COLUMN: {"type": "number", "minimum": 0, "maximum": 1},
-                               reasons.REASONS: {"$ref": "#/components/schemas/Reasons"},
-                               reasons.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
+                               schema.REASONS: {"$ref": "#/components/schemas/Reasons"},
+                               schema.BASELINE: {"$ref": "#/components/schemas/Baseline"}},
             },
             "Reasons": {
-                "type": "array", "maxItems": reasons.MAX_REASONS,
+                "type": "array", "maxItems": schema.MAX_REASONS,
                 "description": "with params.reasons (or ?reasons=): the row's largest effects, largest "
                                "first. An effect is the feature's exact Shapley value in the model's "
                                "log-odds: the baseline plus every feature's effect is the row's log-odds. "
                                "It says what moved this customer's score in the model, not what would "
                                "make them subscribe: it is not a causal effect.",
                 "items": {"type": "object", "required": ["feature", "effect"], "additionalProperties": False,
-                          "properties": {"feature": {"type": "string", "enum": list(reasons.NAMES)},
+                          "properties": {"feature": {"type": "string", "enum": list(schema.REASON_NAMES)},
                                          "value": {"type": ["string", "number", "null"],
                                                    "description": "the value sent (for an indicator: "
                                                                   "the one used for the contact's month)"},

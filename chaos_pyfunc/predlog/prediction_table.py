@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 
 log = logging.getLogger(__name__)
 

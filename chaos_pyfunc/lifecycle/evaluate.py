@@ -21,8 +21,8 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 from sklearn.model_selection import train_test_split
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.pipeline import Hyperparameters, fit
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, fit
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]  # evaluation name -> (labels, scores)
 

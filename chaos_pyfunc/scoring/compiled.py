@@ -28,7 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS
 
 log = logging.getLogger(__name__)

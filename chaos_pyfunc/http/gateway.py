@@ -32,16 +32,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from chaos_pyfunc import reasons, schema
-from chaos_pyfunc.answers import Refusal, canned, error_body, error_code_of, quiet_mlflow_quotes, safe_error
-from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from chaos_pyfunc.metrics import Metrics
-from chaos_pyfunc.observer import Answered, Observer
-from chaos_pyfunc.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
-from chaos_pyfunc.request_body import count_rows, one_customer_as_records
-from chaos_pyfunc.shutdown import ShutdownClock
+from chaos_pyfunc.contract import request_body, schema
+from chaos_pyfunc.contract.answers import (
+    Refusal,
+    canned,
+    error_body,
+    error_code_of,
+    quiet_mlflow_quotes,
+    safe_error,
+)
+from chaos_pyfunc.contract.request_body import count_rows, one_customer_as_records
+from chaos_pyfunc.http.auth import KeyRing
+from chaos_pyfunc.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from chaos_pyfunc.http.metrics import Metrics
+from chaos_pyfunc.http.observer import Answered, Observer
+from chaos_pyfunc.http.shutdown import ShutdownClock
+from chaos_pyfunc.predlog.prediction_log import CONTACT_IDS, REQUEST_ID, PredictionLog
 
 log = logging.getLogger(__name__)
 # A caller's request id is taken as it is only if it is plainly an id (it is logged and echoed).
@@ -232,7 +239,7 @@ class Gateway:
                     raise Refusal(415, "Content-Type must be application/json, in UTF-8")
                 body = one_customer_as_records(body)
                 if (query := query_reasons(scope)) is not None:  # /appetence?reasons=3
-                    body = json.dumps({**json.loads(body), "params": {reasons.REASONS: query}}).encode()
+                    body = json.dumps({**json.loads(body), "params": {schema.REASONS: query}}).encode()
                 scope = {**scope, "path": "/invocations", "raw_path": b"/invocations"}
             parsed = await count_rows(body, content_type)
             rows = parsed.rows
@@ -317,8 +324,8 @@ class Captured:
             answer = json.loads(b"".join(self.chunks))
             (row,) = answer["predictions"]
             single = {schema.OUTPUT_COLUMN: row[schema.OUTPUT_COLUMN]}
-            if reasons.REASONS in row:
-                single |= {reasons.REASONS: row[reasons.REASONS], reasons.BASELINE: answer[reasons.BASELINE]}
+            if schema.REASONS in row:
+                single |= {schema.REASONS: row[schema.REASONS], schema.BASELINE: answer[schema.BASELINE]}
             self.chunks = [json.dumps(single).encode()]
         return self
 
@@ -330,15 +337,15 @@ class Captured:
             return
         answer = json.loads(b"".join(self.chunks))
         rows = answer["predictions"]
-        if rows and reasons.REASONS not in rows[0]:
+        if rows and schema.REASONS not in rows[0]:
             self.status, self.headers = 400, [(b"content-type", b"application/json")]
             self.chunks = [error_body("BAD_REQUEST", "params.reasons: this model version gives no reasons "
                                                      "(it was registered before they existed)")]
             return
-        baseline = rows[0].pop(reasons.BASELINE, None) if rows else None
+        baseline = rows[0].pop(schema.BASELINE, None) if rows else None
         for row in rows[1:]:
-            row.pop(reasons.BASELINE, None)
-        self.chunks = [json.dumps({"predictions": rows, reasons.BASELINE: baseline}).encode()]
+            row.pop(schema.BASELINE, None)
+        self.chunks = [json.dumps({"predictions": rows, schema.BASELINE: baseline}).encode()]
 
     def as_text(self) -> Captured:
         """The same answer as plain text."""
@@ -349,8 +356,8 @@ class Captured:
 
 def query_reasons(scope: Scope) -> int | None:
     """/appetence's ``?reasons=N``, checked; None when the query does not ask."""
-    given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(reasons.REASONS)
-    return None if given is None else reasons.asked(given[-1], reasons.REASONS, text=True)
+    given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(schema.REASONS)
+    return None if given is None else request_body.asked(given[-1], schema.REASONS, text=True)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from chaos_pyfunc import reasons, schema
-from chaos_pyfunc.answers import COLUMNS_HINT, CONTENT_TYPE_MESSAGE, Refusal
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.contract.answers import COLUMNS_HINT, CONTENT_TYPE_MESSAGE, Refusal
 
 INPUT_COLUMN_SET = frozenset(schema.INPUT_COLUMNS)
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -319,9 +319,30 @@ def csv_contact_ids(body: bytes, rows: int) -> list[str | None] | None:
     return checked_ids([value or None for value in column], len(column))
 
 
+def asked(value: Any, field: str, text: bool = False) -> int:
+    """How many reasons a request asks for: ``value`` as sent (its params' ``reasons``, a JSON
+    number; or, ``text``, /appetence's query); Refusal (400) naming ``field`` for anything but a
+    whole number from 1 to MAX_REASONS."""
+    if text and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= schema.MAX_REASONS:
+        raise Refusal(400, f"{field}: expected a whole number from 1 to {schema.MAX_REASONS} (the "
+                           "reason codes given with each appetence)")
+    return value
+
+
+def asked_in(document: Any) -> int:
+    """The reasons a JSON request's params ask for; 0 when it asks for none."""
+    params = document.get("params") if isinstance(document, dict) else None
+    if params is None or (isinstance(params, dict) and schema.REASONS not in params):
+        return 0
+    if not isinstance(params, dict):
+        raise Refusal(400, "params: expected an object, such as {\"reasons\": 3}")
+    return asked(params[schema.REASONS], f"params.{schema.REASONS}")
+
 def _parse(body: bytes) -> Parsed:
     document, rows = parse_json_body(body)
-    return Parsed(rows, contact_ids(document, rows), reasons.asked_in(document))
+    return Parsed(rows, contact_ids(document, rows), asked_in(document))
 
 
 def _parse_csv(body: bytes) -> Parsed:

@@ -37,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from chaos_pyfunc import pg_copy, prediction_table, schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.copy_worker import CopyFailed, CopyProcess, Target
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine, pg_connect_args
+from chaos_pyfunc.predlog import pg_copy, prediction_table
+from chaos_pyfunc.predlog.copy_worker import CopyFailed, CopyProcess, Target
 
 log = logging.getLogger(__name__)
 

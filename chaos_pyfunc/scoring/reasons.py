@@ -21,42 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.compiled import CompiledPipeline
-from chaos_pyfunc.db import INDICATORS
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.scoring.compiled import CompiledPipeline
 
-# The names a reason can have, in the encoding's order of groups: the categories, the whole
-# numbers, the indicators, then the date (what the model takes from it: the day of the month).
-NAMES: tuple[str, ...] = (*schema.CATEGORIES, *schema.INTEGERS, *INDICATORS, schema.DATE)
-MAX_REASONS = len(NAMES)  # 19
-BASELINE = "baseline"
-REASONS = "reasons"  # the answer's field, and the request's parameter (MLflow's params)
-
-
-def asked(value: Any, field: str, text: bool = False) -> int:
-    """How many reasons a request asks for: ``value`` as sent (its params' ``reasons``, a JSON
-    number; or, ``text``, /appetence's query); Refusal (400) naming ``field`` for anything but a
-    whole number from 1 to MAX_REASONS."""
-    from chaos_pyfunc.answers import Refusal
-
-    if text and isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REASONS:
-        raise Refusal(400, f"{field}: expected a whole number from 1 to {MAX_REASONS} (the reason codes "
-                           "given with each appetence)")
-    return value
-
-
-def asked_in(document: Any) -> int:
-    """The reasons a JSON request's params ask for; 0 when it asks for none."""
-    params = document.get("params") if isinstance(document, dict) else None
-    if params is None or (isinstance(params, dict) and REASONS not in params):
-        return 0
-    if not isinstance(params, dict):
-        from chaos_pyfunc.answers import Refusal
-
-        raise Refusal(400, "params: expected an object, such as {\"reasons\": 3}")
-    return asked(params[REASONS], f"params.{REASONS}")
+NAMES = schema.REASON_NAMES  # what a reason can name (MAX_REASONS of them), in the encoding's order
+MAX_REASONS = schema.MAX_REASONS
 
 
 @dataclass(frozen=True)
@@ -91,7 +60,7 @@ def _groups(compiled: CompiledPipeline) -> np.ndarray:
         first = compiled.category_offsets[column]
         groups[first:first + len(schema.CATEGORIES[column]), g] = 1.0
     numbers = len(schema.CATEGORIES)
-    for j in range(len(schema.INTEGERS) + len(INDICATORS)):
+    for j in range(len(schema.INTEGERS) + len(schema.INDICATORS)):
         groups[compiled.numbers_start + j, numbers + j] = 1.0
     groups[compiled.width - 1, MAX_REASONS - 1] = 1.0  # the day of the month: the date's
     return groups
@@ -101,7 +70,7 @@ def values_of(rows: pd.DataFrame, indicators: np.ndarray) -> list[list[Any]]:
     """Per row, the value of each of NAMES: what the client sent, the indicators used."""
     sent = [rows[c].tolist() for c in (*schema.CATEGORIES, *schema.INTEGERS)]
     dates = [str(d)[:10] for d in rows[schema.DATE]]
-    used = [indicators[:, j].tolist() for j in range(len(INDICATORS))]
+    used = [indicators[:, j].tolist() for j in range(len(schema.INDICATORS))]
     return [list(values) for values in zip(*sent, *used, dates, strict=True)]
 
 

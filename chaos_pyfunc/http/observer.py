@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from chaos_pyfunc.error_capture import ACCESS_LOG
-from chaos_pyfunc.metrics import Metrics, endpoint_of
+from chaos_pyfunc.http.metrics import Metrics, endpoint_of
 
 log = logging.getLogger(ACCESS_LOG)
 errors = logging.getLogger(__name__)  # not the access log's: Sentry ignores that one

@@ -22,8 +22,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS, socio_eco
 
 log = logging.getLogger(__name__)

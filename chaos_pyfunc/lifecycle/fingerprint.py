@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS
 
 CUSTOMER_FIELDS = (schema.DATE, *schema.CUSTOMER_COLUMNS, schema.LABEL)

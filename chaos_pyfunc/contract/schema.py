@@ -64,11 +64,30 @@ CUSTOMER_COLUMNS: tuple[str, ...] = (
 )
 INPUT_COLUMNS: tuple[str, ...] = (DATE, *CUSTOMER_COLUMNS)
 OUTPUT_COLUMN = "appetence"
+
+# The socio-economic indicators joined to each contact as of its date (scoring/socio_eco.py; the
+# socio_eco table's columns, db.py): no caller sends them, but the model learns from them, and a
+# reason code may name them.
+INDICATORS: tuple[str, ...] = (
+    "employment_variation_rate",
+    "idx_consumer_price",
+    "idx_consumer_confidence",
+    "euribor_3m",
+    "nb_employee",
+)
 # Optional, per row: the client's own id of the contact, kept in the prediction log with the row
 # so its outcome, once known, can be joined back (chaos monitor). Not a model input: the gateway
 # takes it out of the request before MLflow sees it; never in the access log.
 CONTACT_ID = "contact_id"
 CONTACT_ID_MAX_CHARS = 64
+
+# The reason codes a request may ask for (params.reasons; scoring/reasons.py computes them): the
+# names a reason can have, in the encoding's order of groups: the categories, the whole numbers,
+# the indicators, then the date (what the model takes from it: the day of the month).
+REASON_NAMES: tuple[str, ...] = (*CATEGORIES, *INTEGERS, *INDICATORS, DATE)
+MAX_REASONS = len(REASON_NAMES)  # 19
+BASELINE = "baseline"
+REASONS = "reasons"  # the answer's field, and the request's parameter (MLflow's params)
 
 # How many offending rows an error message lists before it says "and N more".
 MAX_ROWS_IN_MESSAGE = 5
@@ -87,7 +106,7 @@ def signature() -> ModelSignature:
     # number that is not whole before that (request_body.diagnose), naming the field.
     inputs += [ColSpec("long" if c in INTEGERS else "string", c) for c in CUSTOMER_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]),
-                          params=ParamSchema([ParamSpec("reasons", "long", 0)]))
+                          params=ParamSchema([ParamSpec(REASONS, "long", 0)]))
 
 
 # The example a model version carries (MLflow's input_example, the registry's serving example):

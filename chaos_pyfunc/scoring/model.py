@@ -27,12 +27,20 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.pyfunc import PythonModel, PythonModelContext  # by name: mypy sees mlflow.pyfunc as a lazy loader
 
-from chaos_pyfunc import package_version, schema
-from chaos_pyfunc.compiled import FOREST_ARTIFACT, CompiledPipeline, compile_pipeline, layout_of, threads_for
 from chaos_pyfunc.config import Settings, load_settings
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.contract.schema import BASELINE, MAX_REASONS, REASONS
 from chaos_pyfunc.db import INDICATORS, make_engine, seed_embedded
-from chaos_pyfunc.reasons import BASELINE, MAX_REASONS, REASONS, Explainer, top, values_of
-from chaos_pyfunc.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
+from chaos_pyfunc.scoring import package_version
+from chaos_pyfunc.scoring.compiled import (
+    FOREST_ARTIFACT,
+    CompiledPipeline,
+    compile_pipeline,
+    layout_of,
+    threads_for,
+)
+from chaos_pyfunc.scoring.reasons import Explainer, top, values_of
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource, IndicatorsUnavailable, enrich
 
 log = logging.getLogger(__name__)
 

@@ -31,18 +31,18 @@ import yaml
 from prometheus_client import start_http_server
 from uvicorn.config import STARTUP_FAILURE
 
-from chaos_pyfunc import edge, openapi
-from chaos_pyfunc.auth import KeyRing
 from chaos_pyfunc.config import Settings, load_settings
+from chaos_pyfunc.contract import openapi
 from chaos_pyfunc.error_capture import ACCESS_LOG
-from chaos_pyfunc.gateway import Gateway, Limits
-from chaos_pyfunc.metrics import Metrics
-from chaos_pyfunc.observer import BatchedStreamHandler
-from chaos_pyfunc.package_version import UnusableModel, check_compatible
-from chaos_pyfunc.prediction_log import PredictionLog
-from chaos_pyfunc.registry import REGISTERED_MODEL_META
-from chaos_pyfunc.shutdown import ShutdownClock
-from chaos_pyfunc.tls import CertificateWatch
+from chaos_pyfunc.http import edge
+from chaos_pyfunc.http.auth import KeyRing
+from chaos_pyfunc.http.gateway import Gateway, Limits
+from chaos_pyfunc.http.metrics import Metrics
+from chaos_pyfunc.http.observer import BatchedStreamHandler
+from chaos_pyfunc.http.shutdown import ShutdownClock
+from chaos_pyfunc.http.tls import CertificateWatch
+from chaos_pyfunc.predlog.prediction_log import PredictionLog
+from chaos_pyfunc.scoring.package_version import REGISTERED_MODEL_META, UnusableModel, check_compatible
 
 log = logging.getLogger(__name__)
 

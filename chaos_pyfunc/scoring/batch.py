@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel  # by name: mypy sees mlflow.pyfunc as a lazy loader
 from sqlalchemy import Engine, text
 
-from chaos_pyfunc import reasons, schema
+from chaos_pyfunc.contract import schema
 
 if TYPE_CHECKING:  # PySpark is optional: only score_spark needs it
     import pyspark.sql
@@ -84,10 +84,10 @@ def reason_columns(answer: pd.DataFrame, k: int) -> dict[str, pd.Series]:
     (a row with fewer reasons: empty cells), and the baseline they add up from."""
     columns: dict[str, pd.Series] = {}
     for rank in range(k):
-        found = [row[rank] if rank < len(row) else None for row in answer[reasons.REASONS]]
+        found = [row[rank] if rank < len(row) else None for row in answer[schema.REASONS]]
         columns[f"reason_{rank + 1}_feature"] = pd.Series([r and r["feature"] for r in found])
         columns[f"reason_{rank + 1}_effect"] = pd.Series([r and r["effect"] for r in found], dtype=float)
-    columns[reasons.BASELINE] = answer[reasons.BASELINE].reset_index(drop=True)
+    columns[schema.BASELINE] = answer[schema.BASELINE].reset_index(drop=True)
     return columns
 
 
@@ -101,7 +101,7 @@ def _score_chunks(model: PyFuncModel, chunks: Iterator[pd.DataFrame],
         if pd.api.types.is_datetime64_any_dtype(rows[schema.DATE]):  # a DATE column of a table
             rows[schema.DATE] = rows[schema.DATE].dt.strftime("%Y-%m-%d")
         try:
-            params = {reasons.REASONS: reasons_k} if reasons_k else None
+            params = {schema.REASONS: reasons_k} if reasons_k else None
             answer = cast(pd.DataFrame, model.predict(rows[list(schema.INPUT_COLUMNS)], params=params))
             scores = answer[schema.OUTPUT_COLUMN].to_numpy()
             extra = reason_columns(answer, reasons_k) if reasons_k else {}

@@ -29,10 +29,10 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sqlalchemy import select
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import customers, make_engine
-from chaos_pyfunc.prediction_table import parse_period, prediction_rows
+from chaos_pyfunc.predlog.prediction_table import parse_period, prediction_rows
 
 DECILES = 10
 

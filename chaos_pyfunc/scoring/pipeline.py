@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS
 
 CATEGORICAL = tuple(schema.CATEGORIES)

@@ -38,13 +38,14 @@ from evidently.presets import DataDriftPreset
 from mlflow.exceptions import MlflowException
 from sqlalchemy import select
 
-from chaos_pyfunc import fingerprint, schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.dataset import read_contacts
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import INDICATORS, make_engine
-from chaos_pyfunc.prediction_table import parse_period, prediction_rows
-from chaos_pyfunc.registry import version_uri
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.lifecycle import fingerprint
+from chaos_pyfunc.lifecycle.dataset import read_contacts
+from chaos_pyfunc.lifecycle.registry import version_uri
+from chaos_pyfunc.predlog.prediction_table import parse_period, prediction_rows
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 log = logging.getLogger(__name__)
 

@@ -44,10 +44,12 @@ from mlflow.models import Model
 from scipy import stats
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from chaos_pyfunc import behaviour, evaluate, fingerprint, package_version, registry, schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.dataset import TrainingData
-from chaos_pyfunc.pipeline import Hyperparameters, fit
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.lifecycle import behaviour, evaluate, fingerprint, registry
+from chaos_pyfunc.lifecycle.dataset import TrainingData
+from chaos_pyfunc.scoring import package_version
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, fit
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +255,7 @@ class Gate:
                           [f"holdout: the contacts of {months}", f"{candidate.label}: {how}"])
         if candidate.signature != schema.signature().to_dict():
             verdict.failed.append("signature: the version's input or output signature is not the "
-                                  "contract this package serves (chaos_pyfunc/schema.py)")
+                                  "contract this package serves (chaos_pyfunc/contract/schema.py)")
         if candidate.pipeline is None:
             verdict.failed.append("behaviour: its pipeline does not load with "
                                   f"{package_version.PACKAGE} {package_version.installed_version()}")
