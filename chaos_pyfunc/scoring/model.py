@@ -61,7 +61,7 @@ class Scorer:
     Valid requests take the fast path: NumPy validation, the cached indicators' arrays, the
     compiled pipeline. Anything else takes the reference path, the very code training uses
     (pandas validation, as-of join, the scikit-learn pipeline), which scores what it accepts
-    and explains what it refuses. Both give the same appetences (tests/test_compiled.py).
+    and explains what it refuses. Both give the same appetences (tests/scoring/test_compiled.py).
     """
 
     def __init__(self, pipeline: Any, source: IndicatorSource, settings: Settings,
