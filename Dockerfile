@@ -1,6 +1,6 @@
 # Two images from one recipe, both with the package and the committed model/:
 #   serve (the default target): what the Deployment runs, MLflow's scoring app behind the gateway
-#     (chaos_pyfunc/gateway.py) on port 8080, with the serving lock only (requirements-serve.lock).
+#     (chaos_pyfunc/http/gateway.py) on port 8080, with the serving lock only (requirements-serve.lock).
 #   jobs: serve plus training, retraining and drift (requirements.lock, requirements-drift.lock, a
 #     C compiler), what the nightly CronJobs and CI's unit-tests job run. Built on serve, so it is
 #     a superset by construction and shares its layers in the registry and on the nodes.

@@ -65,10 +65,12 @@ test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432
 	$(BIN)/mypy
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --durations=30
 
+# The unit and data-layer tests: the top-level modules' beside the folders mirroring the package's parts.
+UNIT_TESTS := tests/test_*.py tests/contract tests/http tests/scoring tests/predlog tests/lifecycle
 test-fast: venv ## the unit and data-layer tests (PostgreSQL): no image, no server, no soak, no training
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider tests/test_*.py -m "not training and not spark"
+	$(BIN)/pytest -q -p no:cacheprovider $(UNIT_TESTS) -m "not training and not spark"
 
 lint: venv ## ruff
 	$(BIN)/ruff check .

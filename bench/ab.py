@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import ADMIN_URL, DATA, WRK_SCRIPT, Server, body, wrk
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from tests.support.database import fresh_database
 from tests.support.server import REPO, VENV_BIN, launch
 

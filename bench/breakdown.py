@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import ADMIN_URL, DATA, WRK_SCRIPT, body
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from tests.support.database import fresh_database
 from tests.support.server import VENV_BIN, chaos_server
 
@@ -35,10 +35,10 @@ PARTS = (
     ("MLflow: check and cast to the signature", "_enforce_schema"),
     ("MLflow: parse the JSON into a DataFrame", "_parse_json_data"),
     ("MLflow: encode the answer", "predictions_to_json"),
-    ("gateway: parse and check the body", "chaos_pyfunc/request_body.py"),
+    ("gateway: parse and check the body", "chaos_pyfunc/contract/request_body.py"),
     ("MLflow: the rest of its app", "mlflow/"),
-    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/gateway.py"),
-    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/edge.py"),
+    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/http/gateway.py"),
+    ("gateway: the rest (limits, log, metrics, answer)", "chaos_pyfunc/http/edge.py"),
 )
 OTHER = "server: uvicorn, starlette, asyncio, the rest"
 

@@ -36,10 +36,10 @@ import pandas as pd
 import requests
 from mlflow.models import Model, infer_signature
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.socio_eco import IndicatorSource, enrich
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource, enrich
 from tests.support.database import admin, fresh_database
 from tests.support.server import REPO, VENV_BIN, chaos_command, launch
 
@@ -97,7 +97,7 @@ def save_anchor(pipeline: object, enriched: pd.DataFrame, folder: Path) -> Path:
         pipeline, path, pyfunc_predict_fn="predict_proba",
         signature=infer_signature(example, pipeline.predict_proba(example)),
         # MLflow 3 saves sklearn models with skops, which asks to name the non-builtin types.
-        skops_trusted_types=["chaos_pyfunc.pipeline.day_of_month",
+        skops_trusted_types=["chaos_pyfunc.scoring.pipeline.day_of_month",
                              "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
     return path
 

@@ -29,10 +29,11 @@ import pandas as pd
 import psycopg2
 
 from bench.compare import ADMIN_URL, DATA
-from chaos_pyfunc import pg_copy, prediction_table, schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import make_engine
-from chaos_pyfunc.prediction_log import Rows, Scored
+from chaos_pyfunc.predlog import pg_copy, prediction_table
+from chaos_pyfunc.predlog.prediction_log import Rows, Scored
 from tests.support.database import fresh_database
 
 VERSION = "7"

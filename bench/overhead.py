@@ -32,7 +32,7 @@ import pandas as pd
 import requests
 
 from bench.compare import ADMIN_URL, BENCH_DATABASE, DATA, body, serve, toggle_command
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 from tests.support.database import fresh_database
 from tests.support.server import REPO, free_port
 

@@ -25,7 +25,10 @@ def measure(model_dir: str) -> dict[str, float]:
     import pandas as pd
 
     from bench.compare import DATA, body, median_ms
-    from chaos_pyfunc import request_body, schema
+    try:
+        from chaos_pyfunc.contract import request_body, schema
+    except ImportError:  # a revision from before the package's parts were folders
+        from chaos_pyfunc import request_body, schema  # type: ignore[attr-defined,no-redef]
 
     scorer = mlflow.pyfunc.load_model(model_dir).unwrap_python_model().scorer
     customers = pd.read_csv(DATA / "customers.csv")

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import ADMIN_URL, BENCH_DATABASE, DATA, WRK_SCRIPT, Server, wrk
-from chaos_pyfunc import schema
-from chaos_pyfunc.compiled import compile_pipeline
-from chaos_pyfunc.reasons import Explainer
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.scoring.compiled import compile_pipeline
+from chaos_pyfunc.scoring.reasons import Explainer
 from tests.support.database import fresh_database
 from tests.support.server import MODEL_DIR, REPO, chaos_command, launch
 
@@ -41,7 +41,7 @@ def in_process(rows: pd.DataFrame) -> dict[str, float]:
     """The explanation's own cost: TreeSHAP on the compiled features, median ms."""
     from chaos_pyfunc.config import Settings
     from chaos_pyfunc.db import make_engine
-    from chaos_pyfunc.socio_eco import IndicatorSource
+    from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
     pipeline = pickle.loads((MODEL_DIR / "artifacts" / "pipeline.pkl").read_bytes())  # noqa: S301
     compiled = compile_pipeline(pipeline)

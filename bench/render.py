@@ -17,15 +17,16 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.cli import EXIT_CODES, build_parser
 from chaos_pyfunc.config import Settings, settings_table
+from chaos_pyfunc.contract import schema
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -224,12 +225,29 @@ def first_sentence(source: str) -> str | None:
     return SENTENCE_END.split(paragraph, maxsplit=1)[0]
 
 
-def modules_table(package: Path = PACKAGE) -> str:
+def layers(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
+    """The package's parts, lowest first, as its layers contract orders them (import-linter's,
+    [tool.importlinter] in pyproject.toml): a folder or a top-level module each."""
+    contract = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"][0]
+    return [part.strip().rsplit(".", 1)[-1] for layer in reversed(contract["layers"])
+            for part in layer.split("|")]
+
+
+def modules_table(package: Path = PACKAGE, order: Sequence[str] | None = None) -> str:
     """Every module of the package, sub-folders included, with the first sentence of its
-    docstring: read from the source (ast), so nothing is imported. A module without a docstring
-    stops `make docs` (an ``__init__.py`` without one is left out)."""
+    docstring: read from the source (ast), so nothing is imported. The parts come in ``order``
+    (the package's own: its layers, lowest first), a folder's modules alphabetically after its
+    ``__init__.py``. A module without a docstring stops `make docs` (an ``__init__.py`` without
+    one is left out)."""
+    if order is None:
+        order = layers() if package == PACKAGE else []
+
+    def place(path: Path) -> tuple[int, Path]:
+        part = path.relative_to(package).parts[0].removesuffix(".py")
+        return (-1 if part == "__init__" else order.index(part) if part in order else len(order)), path
+
     lines = ["| module | what it holds |", "|---|---|"]
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(package.rglob("*.py"), key=place):
         name = path.relative_to(package.parent).as_posix()
         summary = first_sentence(path.read_text())
         if summary is None and path.name != "__init__.py":

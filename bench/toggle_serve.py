@@ -25,7 +25,8 @@ from typing import Any
 
 from mlflow.pyfunc import scoring_server
 
-from chaos_pyfunc import cli, serve
+from chaos_pyfunc import cli
+from chaos_pyfunc.http import serve
 
 PLAIN_CALL_HANDLERS = logging.Logger.callHandlers  # before Sentry patches it
 # The state a request started in: the whole request is observed, or not at all, even when the

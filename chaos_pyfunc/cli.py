@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chaos_pyfunc import error_capture
-from chaos_pyfunc.auth import KeysFileError
 from chaos_pyfunc.config import ConfigError, load_settings
 from chaos_pyfunc.db import TABLES, DataError, init_schema, load_csv, make_engine, seed_embedded
-from chaos_pyfunc.package_version import UnusableModel
+from chaos_pyfunc.http.auth import KeysFileError
+from chaos_pyfunc.scoring.package_version import UnusableModel
 
 if TYPE_CHECKING:
-    from chaos_pyfunc.pipeline import Hyperparameters
+    from chaos_pyfunc.scoring.pipeline import Hyperparameters
 
 
 def _package_version() -> str:
@@ -86,14 +86,14 @@ def exit_codes_text() -> str:
 
 
 def _hyperparameters(args: argparse.Namespace) -> Hyperparameters:
-    from chaos_pyfunc.pipeline import Hyperparameters
+    from chaos_pyfunc.scoring.pipeline import Hyperparameters
 
     given = {name: getattr(args, name) for name, _, _ in HYPERPARAMETERS if getattr(args, name) is not None}
     return replace(Hyperparameters(), **given)
 
 
 def _train(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.train import TrainOptions, train  # MLflow is slow to import: only when needed
+    from chaos_pyfunc.lifecycle.train import TrainOptions, train  # MLflow is slow to import: only when needed
 
     result = train(TrainOptions(customers=args.customers, backtest_months=args.backtest_months,
                                 export_dir=args.export, register=not args.no_register,
@@ -106,7 +106,7 @@ def _train(args: argparse.Namespace) -> str:
 def _promote(args: argparse.Namespace) -> str:
     from mlflow.exceptions import MlflowException
 
-    from chaos_pyfunc import dataset, gate, registry
+    from chaos_pyfunc.lifecycle import dataset, gate, registry
 
     if args.force and not args.reason:
         raise ConfigError("--force needs --reason TEXT: it is recorded on the version")
@@ -132,7 +132,7 @@ def _promote(args: argparse.Namespace) -> str:
 
 
 def _retrain(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.retrain import retrain
+    from chaos_pyfunc.lifecycle.retrain import retrain
 
     outcome = retrain(args.alias, load_settings(), force=args.force)
     if args.summary is not None:  # for machines: the CronJob's log, the replay
@@ -145,8 +145,8 @@ def _retrain(args: argparse.Namespace) -> str:
 
 
 def _export(args: argparse.Namespace) -> str:
-    from chaos_pyfunc import registry
-    from chaos_pyfunc.train import export_model
+    from chaos_pyfunc.lifecycle import registry
+    from chaos_pyfunc.lifecycle.train import export_model
 
     name = load_settings().registered_model
     registry.use_tracking_store(name)
@@ -155,7 +155,7 @@ def _export(args: argparse.Namespace) -> str:
 
 
 def _keys_create(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.auth import create
+    from chaos_pyfunc.http.auth import create
 
     key = create(args.file, args.client)
     return (f"{key}\n(a new key for {args.client} in {args.file}: give it to the client now, it is "
@@ -163,14 +163,14 @@ def _keys_create(args: argparse.Namespace) -> str:
 
 
 def _keys_revoke(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.auth import revoke
+    from chaos_pyfunc.http.auth import revoke
 
     gone = revoke(args.file, args.client, args.id)
     return f"revoked {len(gone)} key(s) of {args.client} in {args.file}: {', '.join(gone)}"
 
 
 def _drift(args: argparse.Namespace) -> str:
-    from chaos_pyfunc import drift, registry
+    from chaos_pyfunc.lifecycle import drift, registry
 
     try:
         result = drift.report(load_settings(), args.since, args.reference)
@@ -195,7 +195,7 @@ def _drift(args: argparse.Namespace) -> str:
 
 
 def _monitor(args: argparse.Namespace) -> str:
-    from chaos_pyfunc import monitor, registry
+    from chaos_pyfunc.lifecycle import monitor, registry
 
     settings = load_settings()
     try:
@@ -224,7 +224,7 @@ def _monitor(args: argparse.Namespace) -> str:
 
 
 def _score(args: argparse.Namespace) -> str:
-    from chaos_pyfunc import batch  # MLflow is slow to import: only when needed
+    from chaos_pyfunc.scoring import batch  # MLflow is slow to import: only when needed
 
     try:
         if args.input is not None:
@@ -243,7 +243,7 @@ def _score(args: argparse.Namespace) -> str:
 
 
 def _serve(args: argparse.Namespace) -> str:
-    from chaos_pyfunc.serve import serve  # MLflow is slow to import: only when needed
+    from chaos_pyfunc.http.serve import serve  # MLflow is slow to import: only when needed
 
     serve(args.model or load_settings().model_uri, args.host, args.port)
     return "stopped"

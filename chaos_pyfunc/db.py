@@ -30,18 +30,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import EMBEDDED_DATABASE_PATH, Settings
+from chaos_pyfunc.contract import schema
 
 log = logging.getLogger(__name__)
 
-INDICATORS: tuple[str, ...] = (
-    "employment_variation_rate",
-    "idx_consumer_price",
-    "idx_consumer_confidence",
-    "euribor_3m",
-    "nb_employee",
-)
+INDICATORS = schema.INDICATORS  # the socio_eco table's columns
 
 metadata = MetaData()
 

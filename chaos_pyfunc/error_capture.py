@@ -6,7 +6,7 @@ still quote a request: the request itself (URL, headers, cookies, query), except
 (a message may quote input; the type and the stack of frames stay), log messages' arguments,
 breadcrumbs and extra data. What is captured: errors logged by the service (a 500, a job that
 crashes, a prediction-log batch refused), an exception that ends a thread, and failed reads of
-socio_eco (warnings of chaos_pyfunc.socio_eco).
+socio_eco (warnings of chaos_pyfunc.scoring.socio_eco).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ACCESS_LOG = "chaos.access"  # the gateway's line per request
-WARNINGS_FROM = ("chaos_pyfunc.socio_eco",)  # warnings worth an event; other warnings are not
+WARNINGS_FROM = ("chaos_pyfunc.scoring.socio_eco",)  # warnings worth an event; other warnings are not
 
 
 def scrub(event: Any, hint: dict[str, Any] | None = None) -> Any:  # sentry_sdk's Event, a TypedDict

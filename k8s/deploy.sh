@@ -13,7 +13,7 @@
 # cluster (the GitLab deploy job).
 #
 # The model: each environment has its own registered model, whose alias names what it serves
-# (chaos_pyfunc/registry.py): staging, and develop, serve chaos-appetence-staging@staging, master
+# (chaos_pyfunc/lifecycle/registry.py): staging, and develop, serve chaos-appetence-staging@staging, master
 # chaos-appetence-production@production; a staging version reaches production only by
 # k8s/promote.sh. The alias's version is resolved once, here, and pinned in the pod spec as
 # CHAOS_MODEL_URI=models:/<model>/<N>, with the label chaos.bank/model-version: every pod of the

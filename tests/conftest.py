@@ -129,6 +129,6 @@ def customers() -> pd.DataFrame:
 
 def request_rows(customers: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """``n`` real rows with only the request columns."""
-    from chaos_pyfunc.schema import INPUT_COLUMNS
+    from chaos_pyfunc.contract.schema import INPUT_COLUMNS
 
     return customers.sample(n=n, random_state=seed).reset_index(drop=True)[list(INPUT_COLUMNS)]

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from support.server import REPO
 
-from chaos_pyfunc import edge, request_body, schema
-from chaos_pyfunc.answers import CONTENT_TYPE_MESSAGE
+from chaos_pyfunc.contract import request_body, schema
+from chaos_pyfunc.contract.answers import CONTENT_TYPE_MESSAGE
+from chaos_pyfunc.http import edge
 
 DOCS = REPO / "docs"
 

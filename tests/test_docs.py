@@ -63,6 +63,9 @@ def test_the_module_table_walks_sub_folders_and_wants_a_docstring(tmp_path: Path
     assert modules_table(package).splitlines()[2:] == [
         "| `pkg/sub/__init__.py` | The sub-package. |", "| `pkg/sub/deep.py` | Deep \\| down. |",
         "| `pkg/top.py` | On top. |"]
+    assert modules_table(package, order=["top", "sub"]).splitlines()[2:] == [  # the parts' order
+        "| `pkg/top.py` | On top. |", "| `pkg/sub/__init__.py` | The sub-package. |",
+        "| `pkg/sub/deep.py` | Deep \\| down. |"]
     (package / "bare.py").write_text("import os\n")
     with pytest.raises(ValueError, match=re.escape("pkg/bare.py has no docstring")):
         modules_table(package)

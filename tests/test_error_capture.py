@@ -32,8 +32,9 @@ def test_an_error_is_sent_without_its_message_its_locals_or_the_request(sentry: 
     try:
         raise ValueError(f"cannot score {customer}")
     except ValueError:
-        logging.getLogger("chaos_pyfunc.gateway").exception("MLflow's app failed: %s", MARKER)
-    logging.getLogger("chaos_pyfunc.socio_eco").warning("reading socio_eco failed: %s", "OperationalError")
+        logging.getLogger("chaos_pyfunc.http.gateway").exception("MLflow's app failed: %s", MARKER)
+    logging.getLogger("chaos_pyfunc.scoring.socio_eco").warning("reading socio_eco failed: %s",
+                                                                "OperationalError")
     logging.getLogger("mlflow.models.utils").warning("Found extra inputs %s", MARKER)  # not worth an event
     sentry_sdk.flush(timeout=10)
     events = sentry.events()
@@ -48,7 +49,7 @@ def test_without_a_dsn_nothing_starts() -> None:
 
 
 def test_scrub_keeps_the_type_and_frames_and_drops_the_rest() -> None:
-    event = {"level": "error", "logger": "chaos_pyfunc.model",
+    event = {"level": "error", "logger": "chaos_pyfunc.scoring.model",
              "request": {"url": f"/x?{MARKER}", "headers": {"Authorization": MARKER}},
              "exception": {"values": [{"type": "KeyError", "value": MARKER, "stacktrace": {
                  "frames": [{"function": "score", "vars": {"row": MARKER}, "context_line": MARKER}]}}]},

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from conftest import CUSTOMERS_CSV, REPO, engine_with_indicators
 
-from chaos_pyfunc.registry import REGISTERED_MODEL
+from chaos_pyfunc.lifecycle.registry import REGISTERED_MODEL
 
 pytestmark = [pytest.mark.data, pytest.mark.training]  # trains on the labelled customers
 

@@ -35,9 +35,9 @@ from support.server import free_port
 from support.tcp_proxy import TcpProxy
 from support.tls import self_signed
 
-from chaos_pyfunc.auth import create
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.schema import as_signature_types
+from chaos_pyfunc.contract.schema import as_signature_types
+from chaos_pyfunc.http.auth import create
 
 pytestmark = pytest.mark.container
 CONTAINERS_CONF = REPO / ".ci" / "containers.conf"

@@ -15,7 +15,7 @@ from conftest import request_rows
 from support import http
 from support.logs import once_logged
 
-from chaos_pyfunc.auth import create, revoke
+from chaos_pyfunc.http.auth import create, revoke
 
 from .conftest import json_body, predictions, running_server
 

@@ -17,7 +17,7 @@ import requests
 from conftest import request_rows
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos_pyfunc import metrics
+from chaos_pyfunc.http import metrics
 
 from .conftest import json_body, predictions, running_server
 

@@ -42,10 +42,10 @@ from support import http
 from support.logs import flushed
 from support.raw_http import announce_body
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.answers import ERROR_CODES
 from chaos_pyfunc.config import CONFIG_FILE_VAR, ENV_VARS
-from chaos_pyfunc.request_body import INPUT_KEYS
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.contract.answers import ERROR_CODES
+from chaos_pyfunc.contract.request_body import INPUT_KEYS
 
 from .conftest import MODEL_DIR, frame_to_json, predictions, running_server
 

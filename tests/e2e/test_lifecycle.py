@@ -37,9 +37,10 @@ from support.registry import CLIENT_ENV, mlflow_registry
 from support.server import MODEL_DIR, REPO, VENV_BIN, free_port
 from support.tcp_proxy import TcpProxy
 
-from chaos_pyfunc import package_version, schema
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import load_csv
-from chaos_pyfunc.registry import version_uri
+from chaos_pyfunc.lifecycle.registry import version_uri
+from chaos_pyfunc.scoring import package_version
 
 from .conftest import running_server, score, server_env
 

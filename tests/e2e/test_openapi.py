@@ -16,8 +16,8 @@ import mlflow
 import pytest
 import requests
 
-from chaos_pyfunc import schema
 from chaos_pyfunc.config import Settings
+from chaos_pyfunc.contract import schema
 
 from .conftest import VENV_BIN, error_message
 

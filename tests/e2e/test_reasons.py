@@ -15,7 +15,7 @@ import requests
 from conftest import request_rows
 from support.http import post
 
-from chaos_pyfunc.reasons import MAX_REASONS, NAMES
+from chaos_pyfunc.scoring.reasons import MAX_REASONS, NAMES
 
 from .conftest import error_message, frame_to_json, invoke, json_body, predictions
 

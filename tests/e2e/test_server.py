@@ -16,7 +16,7 @@ import requests
 from conftest import request_rows
 
 from chaos_pyfunc.config import CONFIG_FILE_VAR, ENV_VARS, Settings
-from chaos_pyfunc.schema import INPUT_COLUMNS, OUTPUT_COLUMN, as_signature_types
+from chaos_pyfunc.contract.schema import INPUT_COLUMNS, OUTPUT_COLUMN, as_signature_types
 
 from .conftest import (
     MODEL_DIR,

@@ -1,6 +1,6 @@
 """SIGTERM during load: every request the server had in hand is answered 200 before it exits;
 it stops accepting new ones, and the whole exit takes less than its budget after SIGTERM,
-``shutdown_timeout_seconds`` (chaos_pyfunc/shutdown.py), which fits the pod's grace period
+``shutdown_timeout_seconds`` (chaos_pyfunc/http/shutdown.py), which fits the pod's grace period
 (k8s/base/deployment.yaml: preStop sleep, then SIGTERM, then terminationGracePeriodSeconds). A
 drain that would outlast its share of the budget is cut there, and the exit still keeps it.
 

@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support.server import MODEL_DIR
 
-from chaos_pyfunc.edge import LINGER_SECONDS
+from chaos_pyfunc.http.edge import LINGER_SECONDS
 
 from .conftest import running_server
 

@@ -265,7 +265,7 @@ EXIT_MARGIN_SECONDS = 1
 @pytest.mark.parametrize("env", ENVS)
 def test_the_shutdown_budget_fits_the_grace_period(env: str) -> None:
     """The grace period runs from the preStop pause: the pause, then the server's whole budget after
-    SIGTERM (CHAOS_SHUTDOWN_TIMEOUT_SECONDS, or its default; chaos_pyfunc/shutdown.py), then the
+    SIGTERM (CHAOS_SHUTDOWN_TIMEOUT_SECONDS, or its default; chaos_pyfunc/http/shutdown.py), then the
     exit, before the SIGKILL. And the drain's part of the budget lets a request in flight finish."""
     spec = pod_spec(env)
     app = container(spec, "chaos")

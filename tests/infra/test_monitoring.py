@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos_pyfunc.metrics import REFUSAL_REASONS, Metrics
+from chaos_pyfunc.http.metrics import REFUSAL_REASONS, Metrics
 
 from .tools import REPO, run_tool
 

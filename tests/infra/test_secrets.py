@@ -176,7 +176,8 @@ def test_the_ignore_checks_can_tell_files_apart() -> None:
     """What the image and git need is not ignored: the two checks above are not vacuous."""
     for path in ("config_template.yml", "k8s/base/deployment.yaml", "model/input_example.json"):
         assert not git_ignores(path), path
-    for path in ("requirements.lock", "pyproject.toml", "chaos_pyfunc/model.py", "model/input_example.json"):
+    for path in ("requirements.lock", "pyproject.toml", "chaos_pyfunc/scoring/model.py",
+                 "model/input_example.json"):
         assert not docker_ignores(path), path
     for path in ("tests/test_cli.py", "var/chaos.db", "k8s/deploy.sh", "chaos_pyfunc/__pycache__/x.pyc"):
         assert docker_ignores(path), path

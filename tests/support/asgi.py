@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chaos_pyfunc.auth import KeyRing
-from chaos_pyfunc.gateway import Gateway, Limits
-from chaos_pyfunc.metrics import Metrics
+from chaos_pyfunc.http.auth import KeyRing
+from chaos_pyfunc.http.gateway import Gateway, Limits
+from chaos_pyfunc.http.metrics import Metrics
 
 
 class Client:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chaos_pyfunc import schema
-from chaos_pyfunc.answers import Refusal
+from chaos_pyfunc.contract import schema
+from chaos_pyfunc.contract.answers import Refusal
 
 VALUE = "ZQX0424242 Dupont"  # a customer value: it must never come back in a message
 COLUMNS = list(schema.INPUT_COLUMNS)

@@ -1,7 +1,7 @@
 """Read a server's log only after an event that says the lines the test reads are written.
 
 The access lines are not written by the request: the observer's thread writes what is queued
-every ``INTERVAL_SECONDS`` (chaos_pyfunc/observer.py), after the answers went out. A test that
+every ``INTERVAL_SECONDS`` (chaos_pyfunc/http/observer.py), after the answers went out. A test that
 reads the log the moment its last answer arrives sees some lines missing on a busy machine. So
 every read of a server's log in the tests goes through one of these:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from chaos_pyfunc.observer import INTERVAL_SECONDS
+from chaos_pyfunc.http.observer import INTERVAL_SECONDS
 
 from .server import EXITED
 

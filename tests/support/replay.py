@@ -46,12 +46,13 @@ import requests
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sqlalchemy import create_engine, text
 
-from chaos_pyfunc import dataset, gate, schema
 from chaos_pyfunc.config import Settings
-from chaos_pyfunc.dataset import TrainingData
+from chaos_pyfunc.contract import schema
 from chaos_pyfunc.db import load_csv, make_engine
-from chaos_pyfunc.pipeline import Hyperparameters, fit
-from chaos_pyfunc.socio_eco import IndicatorSource
+from chaos_pyfunc.lifecycle import dataset, gate
+from chaos_pyfunc.lifecycle.dataset import TrainingData
+from chaos_pyfunc.scoring.pipeline import Hyperparameters, fit
+from chaos_pyfunc.scoring.socio_eco import IndicatorSource
 
 from .database import fresh_database
 from .registry import CLIENT_ENV, server_command

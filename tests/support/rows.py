@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from chaos_pyfunc import schema
+from chaos_pyfunc.contract import schema
 
 # Months the shared socio_eco.csv covers, so every row has its indicators.
 MONTHS = pd.period_range("2008-05", "2010-11", freq="M")
