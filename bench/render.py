@@ -304,6 +304,8 @@ def limits_list() -> str:
         f"- at most {limit['max_rows']:,} rows and {limit['max_body_bytes'] / 2**20:g} MiB per request: "
         "413 beyond, before the body is parsed or scored (a client that sends its whole body before "
         "it reads gets the answer too);",
+        f"- at most {limit['max_reason_rows']:,} rows in a request asking for reason codes: 413 beyond "
+        "(exact TreeSHAP costs about 0.6 ms a row);",
         f"- at most {limit['max_in_flight']} requests scored at once: 503 beyond, at once (a body still "
         "arriving holds no slot);",
         f"- an answer within {limit['request_timeout_seconds']:g} s: else 504;",

@@ -71,14 +71,15 @@ SHUTTING_DOWN = "the server is shutting down; retry in a second"
 class Limits:
     max_body_bytes: int
     max_rows: int
+    max_reason_rows: int
     max_in_flight: int
     request_timeout_seconds: float
     body_timeout_seconds: float
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(settings.max_body_bytes, settings.max_rows, settings.max_in_flight,
-                   settings.request_timeout_seconds, settings.body_timeout_seconds)
+        return cls(settings.max_body_bytes, settings.max_rows, settings.max_reason_rows,
+                   settings.max_in_flight, settings.request_timeout_seconds, settings.body_timeout_seconds)
 
     @property
     def receiving_bytes(self) -> int:
@@ -246,6 +247,10 @@ class Gateway:
             CONTACT_IDS.set(parsed.contact_ids)  # this request's task: the prediction log reads them
             if rows > limits.max_rows:
                 raise Refusal(413, f"{rows} rows: at most {limits.max_rows} per request")
+            if parsed.reasons and rows > limits.max_reason_rows:
+                raise Refusal(413, f"{rows} rows with params.reasons: at most {limits.max_reason_rows} per "
+                                   "request with reason codes; send fewer rows, or score a file with "
+                                   "chaos score --reasons")
             if rows == 0 and content_type == "application/json":
                 await respond(send, 200, b'{"predictions": []}')
                 return 0

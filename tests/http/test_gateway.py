@@ -246,3 +246,14 @@ def test_a_path_that_is_not_ours_is_logged_as_other(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.INFO, logger="chaos.access")
     call(App(), "GET", f"/customers/{VALUE}")
     assert access_lines(caplog)[0]["path"] == "other" and VALUE not in caplog.text
+
+
+def test_reasons_for_more_rows_than_allowed_are_a_413_before_scoring() -> None:
+    app = App()
+    status, _, body = call(app, "POST", "/invocations",
+                           dumps({"dataframe_records": records(6), "params": {"reasons": 3}}))
+    assert status == 413 and app.calls == 0
+    assert json.loads(body)["message"].startswith("6 rows with params.reasons: at most 5 per request")
+    assert call(app, "POST", "/invocations", dumps({"dataframe_records": records(6)}))[0] == 200
+    assert call(app, "POST", "/invocations",
+                dumps({"dataframe_records": records(5), "params": {"reasons": 3}}))[0] == 200

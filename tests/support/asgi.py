@@ -49,7 +49,7 @@ def call(app: App, method: str, path: str, body: bytes = b"",
          content_type: bytes | None = b"application/json", keys: KeyRing | None = None,
          authorization: str | None = None, metrics: Metrics | None = None,
          request_id: str | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
-    gateway = Gateway(app, Limits(max_body_bytes=4096, max_rows=10, max_in_flight=2,
+    gateway = Gateway(app, Limits(max_body_bytes=4096, max_rows=10, max_reason_rows=5, max_in_flight=2,
                                   request_timeout_seconds=5.0, body_timeout_seconds=5.0),
                       {"openapi": "3.1.0"}, keys=keys, metrics=metrics)
     headers = [] if content_type is None else [(b"content-type", content_type)]
