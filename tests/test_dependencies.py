@@ -37,8 +37,8 @@ def test_every_imported_package_is_declared() -> None:
     names = packages_distributions()
     missing = {}
     for module in sorted(imported_top_levels()):
-        distributions = {d.lower().replace("_", "-") for d in names.get(module, [])}
-        assert distributions, f"{module}: imported, but no installed distribution provides it"
+        # Not installed here (pyspark, an extra, in the jobs image): its distribution has its name.
+        distributions = {d.lower().replace("_", "-") for d in names.get(module, [module])}
         if not distributions & declared():
             missing[module] = sorted(distributions)
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -24,7 +24,11 @@ def test_mlflow_run_trains_logs_and_registers(tmp_path: Path) -> None:
     mlflow.set_tracking_uri(tracking)
     mlflow.create_experiment(REGISTERED_MODEL, artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_tracking_uri(None)
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+    # mlflow.set_experiment, run in this process by earlier tests, also sets MLFLOW_EXPERIMENT_ID in
+    # the environment; `mlflow run` given it and --experiment-name refuses to choose.
+    experiment = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+    inherited = {k: v for k, v in os.environ.items() if k not in experiment}
+    env = {**inherited, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": tracking, "CHAOS_DATABASE_URL": indicators}
     completed = subprocess.run(
         [str(VENV_BIN / "mlflow"), "run", str(REPO), "-e", "train", "--env-manager", "local",
