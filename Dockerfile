@@ -95,7 +95,7 @@ CMD ["chaos", "serve", "--host", "0.0.0.0", "--port", "8080"]
 
 # The nightly jobs' image (`--target jobs`): serve plus what training and drift need. The
 # CronJobs set their own command.
-FROM app AS jobs
+FROM app AS jobs-content
 USER 0:0
 # A C compiler: `chaos train` compiles the trees of a new version to C (compiled.py). Same release
 # rule as tini above.
@@ -115,6 +115,11 @@ RUN --mount=type=secret,id=pipca,required=false \
  && rm /tmp/requirements.lock /tmp/requirements-drift.lock
 USER 10001:10001
 CMD ["chaos", "--help"]
+
+# Each target an empty stage on its content: podman 4.3, finding every instruction of a stage in
+# its cache, reuses that image as it is, with the labels of the commit that built it first; an
+# empty stage is committed anew, with this build's --label (the commit, the model version).
+FROM jobs-content AS jobs
 
 # The default target, last: the serving image.
 FROM app AS serve
