@@ -54,8 +54,10 @@ def test_the_base_is_a_build_argument_defaulting_to_python_slim() -> None:
 def test_serve_is_the_default_target_and_jobs_and_the_registry_named_ones() -> None:
     stages = re.findall(r"^FROM (\S+) AS (\S+)$", DOCKERFILE, re.M)
     assert stages == [("${BASE_IMAGE}", "runtime"), ("runtime", "registry"), ("runtime", "app"),
-                      ("app", "jobs"), ("app", "serve")]
+                      ("app", "jobs-content"), ("jobs-content", "jobs"), ("app", "serve")]
     assert stage("serve") == "FROM app AS serve"  # the last stage: what a plain build makes
+    # Empty: each build commits it anew, with its own labels (a fully cached stage keeps its first's).
+    assert stage("jobs") == "FROM jobs-content AS jobs"
     registry = stage("registry")
     # mlflow server: the full lock, not the serving one.
     assert "pip install --no-cache-dir -r /tmp/requirements.lock" in registry
@@ -64,7 +66,7 @@ def test_serve_is_the_default_target_and_jobs_and_the_registry_named_ones() -> N
 
 
 def test_the_serving_image_has_the_serving_lock_only_and_the_jobs_image_the_rest() -> None:
-    app, jobs = stage("app"), stage("jobs")
+    app, jobs = stage("app"), stage("jobs-content")
     assert "requirements-serve.lock" in app
     for absent in ("requirements.lock", "requirements-drift.lock", "gcc"):
         assert absent not in app, absent
