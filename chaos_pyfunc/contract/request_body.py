@@ -325,10 +325,10 @@ def asked(value: Any, field: str, text: bool = False) -> int:
     whole number from 1 to MAX_REASONS."""
     if text and isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= schema.MAX_REASONS:
+    if (count := schema.reasons_count(value)) is None:
         raise Refusal(400, f"{field}: expected a whole number from 1 to {schema.MAX_REASONS} (the "
                            "reason codes given with each appetence)")
-    return value
+    return count
 
 
 def asked_in(document: Any) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,14 @@ REASON_NAMES: tuple[str, ...] = (*CATEGORIES, *INTEGERS, *INDICATORS, DATE)
 MAX_REASONS = len(REASON_NAMES)  # 19
 BASELINE = "baseline"
 REASONS = "reasons"  # the answer's field, and the request's parameter (MLflow's params)
+
+
+def reasons_count(value: Any) -> int | None:
+    """``value`` as a number of reason codes, 1..MAX_REASONS; None when it is not one (a bool, a
+    fraction, a string, out of range): the one rule the gateway and the model both apply."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= value <= MAX_REASONS:
+        return None
+    return int(value)
 
 # How many offending rows an error message lists before it says "and N more".
 MAX_ROWS_IN_MESSAGE = 5

@@ -45,7 +45,6 @@ from chaos_pyfunc.scoring.socio_eco import IndicatorSource, IndicatorsUnavailabl
 log = logging.getLogger(__name__)
 
 PIPELINE_ARTIFACT = "pipeline"
-REASONS_PARAM = "reasons"  # MLflow's params: {"reasons": 3}, declared in the signature (schema.py)
 INTERNAL_ERROR_MESSAGE = "internal error while scoring; it is logged, retry later or report it"
 
 
@@ -126,12 +125,12 @@ class Scorer:
 def reasons_asked(params: dict[str, Any] | None) -> int:
     """The number of reasons a request asks for (MLflow's params): 0 for none; InvalidInput for
     anything but a whole number 1..MAX_REASONS (the gateway refuses those first, naming them)."""
-    asked = (params or {}).get(REASONS_PARAM, 0)
+    asked = (params or {}).get(REASONS, 0)
     if asked == 0:
         return 0
-    if isinstance(asked, bool) or not isinstance(asked, int | np.integer) or not 1 <= asked <= MAX_REASONS:
-        raise schema.InvalidInput(f"params.{REASONS_PARAM}: expected a whole number from 1 to {MAX_REASONS}")
-    return int(asked)
+    if (count := schema.reasons_count(asked)) is None:
+        raise schema.InvalidInput(f"params.{REASONS}: expected a whole number from 1 to {MAX_REASONS}")
+    return count
 
 
 class AppetenceModel(PythonModel):

@@ -24,13 +24,10 @@ import pandas as pd
 from chaos_pyfunc.contract import schema
 from chaos_pyfunc.scoring.compiled import CompiledPipeline
 
-NAMES = schema.REASON_NAMES  # what a reason can name (MAX_REASONS of them), in the encoding's order
-MAX_REASONS = schema.MAX_REASONS
-
 
 @dataclass(frozen=True)
 class Explained:
-    """Every group's effect on each row's log-odds (rows x NAMES), and the baseline."""
+    """Every group's effect on each row's log-odds (rows x schema.REASON_NAMES), and the baseline."""
 
     effects: np.ndarray
     baseline: float
@@ -54,20 +51,20 @@ class Explainer:
 
 
 def _groups(compiled: CompiledPipeline) -> np.ndarray:
-    """The 0/1 matrix summing the encoded features into NAMES' groups."""
-    groups = np.zeros((compiled.width, MAX_REASONS))
+    """The 0/1 matrix summing the encoded features into schema.REASON_NAMES' groups."""
+    groups = np.zeros((compiled.width, schema.MAX_REASONS))
     for g, column in enumerate(schema.CATEGORIES):
         first = compiled.category_offsets[column]
         groups[first:first + len(schema.CATEGORIES[column]), g] = 1.0
     numbers = len(schema.CATEGORIES)
     for j in range(len(schema.INTEGERS) + len(schema.INDICATORS)):
         groups[compiled.numbers_start + j, numbers + j] = 1.0
-    groups[compiled.width - 1, MAX_REASONS - 1] = 1.0  # the day of the month: the date's
+    groups[compiled.width - 1, schema.MAX_REASONS - 1] = 1.0  # the day of the month: the date's
     return groups
 
 
 def values_of(rows: pd.DataFrame, indicators: np.ndarray) -> list[list[Any]]:
-    """Per row, the value of each of NAMES: what the client sent, the indicators used."""
+    """Per row, the value of each of schema.REASON_NAMES: what the client sent, the indicators used."""
     sent = [rows[c].tolist() for c in (*schema.CATEGORIES, *schema.INTEGERS)]
     dates = [str(d)[:10] for d in rows[schema.DATE]]
     used = [indicators[:, j].tolist() for j in range(len(schema.INDICATORS))]
@@ -77,7 +74,8 @@ def values_of(rows: pd.DataFrame, indicators: np.ndarray) -> list[list[Any]]:
 def top(explained: Explained, values: list[list[Any]], k: int) -> list[list[dict[str, Any]]]:
     """Each row's ``k`` largest effects, largest first: its feature, the value, the effect."""
     order = np.argsort(-np.abs(explained.effects), axis=1, kind="stable")[:, :k]
-    return [[{"feature": NAMES[g], "value": _plain(row_values[g]), "effect": float(row_effects[g])}
+    names = schema.REASON_NAMES
+    return [[{"feature": names[g], "value": _plain(row_values[g]), "effect": float(row_effects[g])}
              for g in row_order]
             for row_order, row_effects, row_values in zip(order, explained.effects, values, strict=True)]
 

@@ -17,7 +17,6 @@ from chaos_pyfunc.config import Settings
 from chaos_pyfunc.contract import request_body, schema
 from chaos_pyfunc.contract.answers import Refusal
 from chaos_pyfunc.db import INDICATORS
-from chaos_pyfunc.scoring import reasons
 from chaos_pyfunc.scoring.compiled import compile_pipeline
 from chaos_pyfunc.scoring.model import Scorer, reasons_asked
 from chaos_pyfunc.scoring.socio_eco import IndicatorSource
@@ -46,7 +45,7 @@ def rows_of(customers: pd.DataFrame) -> pd.DataFrame:
 def test_every_customer_s_effects_add_up_to_the_pipeline_s_log_odds(scorers, customers: pd.DataFrame) -> None:
     fast, _ = scorers
     rows = rows_of(customers)
-    answer = fast.score(rows, reasons.MAX_REASONS)
+    answer = fast.score(rows, schema.MAX_REASONS)
     assert len(answer) == 38_429
     effects = np.array([[r["effect"] for r in row] for row in answer[schema.REASONS]])
     enriched = fast._reference(rows)[2]
@@ -74,10 +73,10 @@ def test_reasons_are_named_as_the_client_knows_them_largest_first_with_the_value
         scorers, customers: pd.DataFrame) -> None:
     fast, _ = scorers
     rows = rows_of(customers.sample(n=50, random_state=4))
-    answer = fast.score(rows, reasons.MAX_REASONS)
+    answer = fast.score(rows, schema.MAX_REASONS)
     table = fast.source.table()
     for (_, row), given in zip(rows.iterrows(), answer[schema.REASONS], strict=True):
-        assert sorted(r["feature"] for r in given) == sorted(reasons.NAMES)  # each group once: 19
+        assert sorted(r["feature"] for r in given) == sorted(schema.REASON_NAMES)  # each group once: 19
         sizes = [abs(r["effect"]) for r in given]
         assert sizes == sorted(sizes, reverse=True)
         by_name = {r["feature"]: r["value"] for r in given}
@@ -124,6 +123,6 @@ def test_chaos_score_writes_the_reasons_as_columns(tmp_path: Path, module_pg_url
     assert report.rows == 120
     assert [c for c in out.columns if c.startswith("reason_")] == [
         f"reason_{rank}_{part}" for rank in (1, 2, 3) for part in ("feature", "effect")]
-    assert out["reason_1_feature"].isin(reasons.NAMES).all()
+    assert out["reason_1_feature"].isin(schema.REASON_NAMES).all()
     assert (out["reason_1_effect"].abs() >= out["reason_2_effect"].abs()).all()
     assert out[schema.BASELINE].nunique() == 1
