@@ -116,18 +116,18 @@ def test_a_bad_period_an_empty_log_or_no_reference_is_a_clear_error(pg_url: str,
     PredictionLog(Settings(database_url=pg_url), None, flush_seconds=3600).close()  # the table, empty
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds no row scored in the last 7d" in capsys.readouterr().err
-    recorder = PredictionLog(Settings(database_url=pg_url), "1", flush_seconds=3600)
-    rows = pd.read_csv(CUSTOMERS_CSV, nrows=10)
-    recorder.record(batch_of(rows[list(schema.INPUT_COLUMNS)]), np.full(10, 0.5))
-    assert recorder.flush()
-    recorder.close()
+
+    def log_scores(n: int) -> None:
+        recorder = PredictionLog(Settings(database_url=pg_url), "1", flush_seconds=3600)
+        rows = pd.read_csv(CUSTOMERS_CSV, nrows=n)
+        recorder.record(batch_of(rows[list(schema.INPUT_COLUMNS)]), np.full(n, 0.5))
+        assert recorder.flush()
+        recorder.close()
+
+    log_scores(10)
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2
     assert "holds 10 rows scored in the last 7d, fewer than drift_min_rows (1000)" in capsys.readouterr().err
-    recorder = PredictionLog(Settings(database_url=pg_url), "1", flush_seconds=3600)
-    rows = pd.read_csv(CUSTOMERS_CSV, nrows=1000)
-    recorder.record(batch_of(rows[list(schema.INPUT_COLUMNS)]), np.full(1000, 0.5))
-    assert recorder.flush()
-    recorder.close()
+    log_scores(1000)
     assert main(["drift", "--since", "7d", "--output", str(tmp_path)]) == 2  # no customers table loaded
     assert "the reference, the customers table, holds no contact" in capsys.readouterr().err
 
