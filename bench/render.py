@@ -154,11 +154,12 @@ def reasons_table() -> str:
 
 def copy_table() -> str:
     """The prediction log's COPY against psycopg 3 and ADBC (bench/copy_compare.json)."""
-    report = _load("copy_compare.json")["median_ms"]
+    report = _load("copy_compare.json")
     lines = ["| requests of | rows written | ours (pg_copy, psycopg2) ms | psycopg 3 `copy` ms | ADBC ms |",
              "|---|---|---|---|---|"]
-    for size, written in ((1000, 39), (1, 38_429)):
-        r = report[f"requests_of_{size}"]
+    for key, r in report["median_ms"].items():
+        size = int(key.removeprefix("requests_of_"))
+        written = report["rows_written"][key]
         lines.append(f"| {size} customer{'s' if size > 1 else ''} | {written:,} | {r['ours']:.0f} | "
                      f"{r['psycopg3']:.0f} | {r['adbc']:.0f} |")
     return "\n".join(lines)
