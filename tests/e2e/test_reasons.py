@@ -15,7 +15,7 @@ import requests
 from conftest import request_rows
 from support.http import post
 
-from chaos_pyfunc.scoring.reasons import MAX_REASONS, NAMES
+from chaos_pyfunc.contract.schema import MAX_REASONS, REASON_NAMES
 
 from .conftest import error_message, frame_to_json, invoke, json_body, predictions
 
@@ -46,7 +46,7 @@ def test_every_json_form_gives_each_appetence_its_reasons_and_the_baseline_once(
         assert set(prediction) == {"appetence", "reasons"}
         given = prediction["reasons"]
         assert len(given) == 3 and all(set(r) == {"feature", "value", "effect"} for r in given)
-        assert all(r["feature"] in NAMES for r in given)
+        assert all(r["feature"] in REASON_NAMES for r in given)
         sizes = [abs(r["effect"]) for r in given]
         assert sizes == sorted(sizes, reverse=True)
 
@@ -55,7 +55,7 @@ def test_all_the_reasons_add_up_to_the_appetence_s_log_odds(pg_server: str, cust
     rows = request_rows(customers, 30, seed=62)
     body = post(pg_server, with_reasons(json_body(rows, "dataframe_split"), MAX_REASONS)).json()
     for prediction in body["predictions"]:
-        assert sorted(r["feature"] for r in prediction["reasons"]) == sorted(NAMES)
+        assert sorted(r["feature"] for r in prediction["reasons"]) == sorted(REASON_NAMES)
         total = body["baseline"] + sum(r["effect"] for r in prediction["reasons"])
         assert total == pytest.approx(logit(prediction["appetence"]), abs=1e-6)
 
