@@ -24,10 +24,9 @@ def test_mlflow_run_trains_logs_and_registers(tmp_path: Path) -> None:
     mlflow.set_tracking_uri(tracking)
     mlflow.create_experiment(REGISTERED_MODEL, artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_tracking_uri(None)
-    # mlflow.set_experiment, run in this process by earlier tests, also sets MLFLOW_EXPERIMENT_ID in
-    # the environment; `mlflow run` given it and --experiment-name refuses to choose.
-    experiment = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
-    inherited = {k: v for k, v in os.environ.items() if k not in experiment}
+    # No MLflow setting inherited from earlier tests in this process: mlflow.set_experiment sets
+    # MLFLOW_EXPERIMENT_ID, which `mlflow run` given --experiment-name refuses to choose from.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env = {**inherited, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": tracking, "CHAOS_DATABASE_URL": indicators}
     completed = subprocess.run(
@@ -37,7 +36,8 @@ def test_mlflow_run_trains_logs_and_registers(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    client = mlflow.MlflowClient(tracking_uri=tracking)
+    # The registry named too: one an earlier test made current in this process would be read instead.
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     (run,) = client.search_runs([client.get_experiment_by_name(REGISTERED_MODEL).experiment_id])
     assert run.info.status == "FINISHED"
     # 60 iterations at the recipe's learning rate, a tenth of its fit (0.7999 on a clean clone):
