@@ -17,16 +17,20 @@ help: ## list the targets
 # Two layers in one .venv, as in the images: what serving needs (requirements-serve.lock, the
 # serving image's), which `make serve` installs alone; then the full lock (training) and the test,
 # Spark and drift tools, for every other target.
+# uv installs the locked versions (the whole .venv in 25 s here, against 76 s for pip with its cache
+# warm); pip, which every venv has, only installs uv.
+UV_VERSION := 0.13.9
+uv_install = $(1)/pip install --quiet uv==$(UV_VERSION) && $(1)/uv pip install --python $(1)/python --quiet
+
 $(VENV)/.runtime: requirements-serve.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --no-deps -r requirements-serve.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(call uv_install,$(BIN)) --no-deps -r requirements-serve.lock
+	$(call uv_install,$(BIN)) --no-deps -e .
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime requirements.lock requirements-drift.lock requirements-dev.lock requirements-spark.lock
-	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
-	$(BIN)/pip install --quiet --no-deps -r requirements-drift.lock
+	$(call uv_install,$(BIN)) -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
+	$(call uv_install,$(BIN)) --no-deps -r requirements-drift.lock
 	touch $@
 
 runtime: $(VENV)/.runtime
@@ -37,8 +41,7 @@ venv: $(VENV)/.installed ## create .venv with the locked dependencies and the ch
 TOOLS := .tools
 $(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
 	$(PYTHON) -m venv $(TOOLS)/venv
-	$(TOOLS)/venv/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/venv/bin/pip install --quiet -r tools/requirements.lock
+	$(call uv_install,$(TOOLS)/venv/bin) -r tools/requirements.lock
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -47,8 +50,7 @@ $(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
 SECRETS_VENV := $(TOOLS)/secrets-venv
 $(SECRETS_VENV)/.installed: tools/requirements-secrets.lock
 	$(PYTHON) -m venv $(SECRETS_VENV)
-	$(SECRETS_VENV)/bin/pip install --quiet --upgrade pip
-	$(SECRETS_VENV)/bin/pip install --quiet --no-deps -r tools/requirements-secrets.lock
+	$(call uv_install,$(SECRETS_VENV)/bin) --no-deps -r tools/requirements-secrets.lock
 	touch $@
 
 tools: $(TOOLS)/.installed $(SECRETS_VENV)/.installed ## install the infrastructure checkers: checkov, kubernetes-validate, hadolint, yamllint, gitlab-ci-local, detect-secrets
@@ -60,10 +62,13 @@ serve: runtime ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite defaul
 	$(BIN)/chaos db init
 	$(BIN)/chaos serve --model model --host $(HOST) --port $(PORT)
 
+# Two workers, a whole file each at a time (pytest-xdist): a file's servers and fixtures stay in
+# one process, and the tests mostly wait on servers, so two share 2 cores well.
+TEST_WORKERS ?= 2
 test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --durations=30
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing:skip-covered --durations=30
 
 # The unit and data-layer tests: the top-level modules' beside the folders mirroring the package's parts.
 UNIT_TESTS := tests/test_*.py tests/contract tests/http tests/scoring tests/predlog tests/lifecycle

@@ -112,10 +112,15 @@ def indicators_engine(any_url: str) -> Iterator[Engine]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read the labelled customers carry the `data` marker, like the modules that say so."""
+    """Tests that read the labelled customers carry the `data` marker, like the modules that say so.
+
+    The longest files run first (the images' builds, then training): `make test` hands whole files
+    to two workers (pytest-xdist, --dist loadfile), and one started last would run on alone."""
     for item in items:
         if "customers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.data)
+    items.sort(key=lambda item: (item.get_closest_marker("container") is None,
+                                 item.get_closest_marker("training") is None))
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ from chaos_pyfunc.scoring import package_version
 
 from .conftest import running_server, score, server_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.data]
+pytestmark = [pytest.mark.e2e, pytest.mark.data, pytest.mark.training]
 
 # A small recipe: the life cycle is under test here, not the model's quality (test_model.py).
 QUICK = ("--max-iter", "60", "--learning-rate", "0.1")
