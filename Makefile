@@ -65,12 +65,13 @@ serve: runtime ## serve model/ on http://$(HOST):$(PORT) (embedded SQLite defaul
 	$(BIN)/chaos serve --model model --host $(HOST) --port $(PORT)
 
 # Two workers, a whole file each at a time (pytest-xdist): a file's servers and fixtures stay in
-# one process, and the tests mostly wait on servers, so two share 2 cores well.
+# one process, and the tests mostly wait on servers, so two share 2 cores well. In the order
+# tests/conftest.py gives (the longest files first), not xdist's default (most tests first).
 TEST_WORKERS ?= 2
 test: venv tools ## run the whole test suite (needs PostgreSQL on 127.0.0.1:5432, podman) with coverage
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing:skip-covered --durations=30
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --cov --cov-report=term-missing:skip-covered --durations=30
 
 # The unit and data-layer tests: the top-level modules' beside the folders mirroring the package's parts.
 UNIT_TESTS := tests/test_*.py tests/contract tests/http tests/scoring tests/predlog tests/lifecycle
