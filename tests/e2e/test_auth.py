@@ -80,7 +80,7 @@ def test_the_log_names_key_ids_never_keys_or_hashes(keyed, customers: pd.DataFra
     url, keys_file, key = keyed
     assert post(url, request_rows(customers, 1, seed=23), key).status_code == 200
     key_id = f'"key_id": "{key.split("_")[1]}"'
-    log = once_logged((keys_file.parent.parent / "server.log").read_text, key_id)
+    log = once_logged(keys_file.parent.parent / "server.log", key_id)
     assert f"API keys: 1 from {keys_file}" in log
     assert key_id in log
     for entry in yaml.safe_load(keys_file.read_text())["keys"]:

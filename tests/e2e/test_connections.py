@@ -109,5 +109,5 @@ def test_old_connections_are_recycled(server: Served, module_pg_url: str) -> Non
 
 
 def test_the_server_log_names_no_connection_error(server: Served) -> None:
-    log = flushed(server.log.read_text, server.url)
+    log = flushed(server.log, server.url)
     assert "reading socio_eco failed" not in log

@@ -69,7 +69,7 @@ def test_the_server_starts_with_the_log_s_database_away_and_writes_what_waited(
                     body = json_body(request_rows(customers, 3, seed=40 + i), "dataframe_split")
                     answer = requests.post(f"{base}/invocations", json=body, timeout=30)
                     sent += len(predictions(answer))
-                log = once_logged((tmp_path / "server.log").read_text, "not writing yet")
+                log = once_logged(tmp_path / "server.log", "not writing yet")
                 assert "the prediction log's database cannot be reached" in log
                 proxy.start()
                 engine = create_engine(url)

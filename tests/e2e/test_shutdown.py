@@ -92,7 +92,7 @@ def test_sigterm_under_load_loses_no_request_in_flight(served: Served, pg_proxy:
     budget = Settings().shutdown_timeout_seconds
     assert drain < budget, drain
     assert budget - SHUTDOWN_RESERVE_SECONDS >= 3 * REQUEST_SECONDS
-    log = once_logged(served.log.read_text, "Finished server process")
+    log = once_logged(served.log, "Finished server process")
     assert log.index("Shutting down") < log.index("Application shutdown complete") < log.index(
         "Finished server process")
 
@@ -113,5 +113,5 @@ def test_a_drain_outlasting_its_share_is_cut_there_and_the_exit_keeps_the_budget
     assert {a.status for a in groups.in_flight} == {503}, groups.in_flight
     assert took <= SHORT_BUDGET, took
     assert code == -signal.SIGTERM
-    assert "timeout graceful shutdown exceeded" in once_logged(short_budget.log.read_text,
+    assert "timeout graceful shutdown exceeded" in once_logged(short_budget.log,
                                                                "timeout graceful shutdown exceeded")

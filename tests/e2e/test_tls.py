@@ -130,13 +130,13 @@ def test_a_renewed_certificate_reaches_new_connections_without_a_restart(renewin
     renewed_ca.write_bytes(new_cert)
     assert requests.get(f"{served.url}/ping", verify=str(renewed_ca), timeout=10).status_code == 200
     assert served.process.poll() is None
-    log = once_logged(served.log.read_text, "TLS certificate reloaded")
+    log = once_logged(served.log, "TLS certificate reloaded")
     assert log.count("Started server process") == 1 and f"Started server process [{served.pid}]" in log
 
     # A pair that does not load together (a certificate with another's key) is refused, and the
     # certificate in use kept.
     publish(mount, pair("127.0.0.1 mismatched")[0], new_key)
-    log = once_logged(served.log.read_text, "do not load together", within=20 * RELOAD_SECONDS + 10)
+    log = once_logged(served.log, "do not load together", within=20 * RELOAD_SECONDS + 10)
     assert "the changed TLS certificate and key do not load together (SSLError)" in log
     assert presented(served.url) == serial(new_cert)
     assert requests.get(f"{served.url}/ping", verify=str(renewed_ca), timeout=10).status_code == 200

@@ -28,24 +28,32 @@ from chaos_pyfunc.http.observer import INTERVAL_SECONDS
 
 from .server import EXITED
 
+# A server's log: its file, or what reads it (`podman logs` for a container's).
+Log = Path | Callable[[], str]
+
 # A bound, not a pause: each helper returns as soon as the line is there. 50 flush periods, so a
 # machine busy enough to delay the observer's thread by seconds still passes.
 WITHIN_SECONDS = 50 * INTERVAL_SECONDS
 assert WITHIN_SECONDS >= 3 * INTERVAL_SECONDS
 
 
-def once_logged(read: Callable[[], str], text: str, within: float = WITHIN_SECONDS, count: int = 1) -> str:
-    """The log as ``read`` returns it, as soon as it holds ``text`` at least ``count`` times (or as
-    it is after ``within`` seconds, for the caller's assertion to show)."""
+def _reader(log: Log) -> Callable[[], str]:
+    return (lambda: log.read_text(errors="replace")) if isinstance(log, Path) else log
+
+
+def once_logged(log: Log, text: str, within: float = WITHIN_SECONDS, count: int = 1) -> str:
+    """The log's text as soon as it holds ``text`` at least ``count`` times (or as it is after
+    ``within`` seconds, for the caller's assertion to show)."""
+    read = _reader(log)
     deadline = time.monotonic() + within
-    log = read()
-    while log.count(text) < count and time.monotonic() < deadline:
+    found = read()
+    while found.count(text) < count and time.monotonic() < deadline:
         time.sleep(INTERVAL_SECONDS / 4)
-        log = read()
-    return log
+        found = read()
+    return found
 
 
-def flushed(read: Callable[[], str], base_url: str, within: float = WITHIN_SECONDS,
+def flushed(log: Log, base_url: str, within: float = WITHIN_SECONDS,
             **request_options: object) -> str:
     """The log once every request answered so far is in it: a GET /ping of the test's own, its
     line waited for. Fails when that line never comes."""
@@ -53,9 +61,9 @@ def flushed(read: Callable[[], str], base_url: str, within: float = WITHIN_SECON
     answer = requests.get(f"{base_url}/ping", headers={"X-Request-ID": marker}, timeout=10,
                           **request_options)  # type: ignore[arg-type]
     assert answer.status_code == 200, answer.text[:500]
-    log = once_logged(read, f'"request_id": "{marker}"', within)
-    assert marker in log, f"the server never logged the request {marker} within {within} s"
-    return log
+    found = once_logged(log, f'"request_id": "{marker}"', within)
+    assert marker in found, f"the server never logged the request {marker} within {within} s"
+    return found
 
 
 def exited_log(log: Path) -> str:
