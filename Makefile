@@ -22,17 +22,19 @@ help: ## list the targets
 # where PYTHONDONTWRITEBYTECODE is set (this machine sets it), an import never writes it, and every
 # process the tests start would compile MLflow again (an import of it 12.5 s instead of 5.5 s).
 UV_VERSION := 0.13.9
-uv_install = $(1)/pip install --quiet uv==$(UV_VERSION) && $(1)/uv pip install --python $(1)/python --quiet --compile-bytecode
+# $(call new_venv,DIR): a venv with uv in it; $(call uv_install,DIR) ARGS: uv's pip install into it.
+new_venv = $(PYTHON) -m venv $(1) && $(1)/bin/pip install --quiet uv==$(UV_VERSION)
+uv_install = $(1)/bin/uv pip install --python $(1)/bin/python --quiet --compile-bytecode
 
 $(VENV)/.runtime: requirements-serve.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(call uv_install,$(BIN)) --no-deps -r requirements-serve.lock
-	$(call uv_install,$(BIN)) --no-deps -e .
+	$(call new_venv,$(VENV))
+	$(call uv_install,$(VENV)) --no-deps -r requirements-serve.lock
+	$(call uv_install,$(VENV)) --no-deps -e .
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime requirements.lock requirements-drift.lock requirements-dev.lock requirements-spark.lock
-	$(call uv_install,$(BIN)) -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
-	$(call uv_install,$(BIN)) --no-deps -r requirements-drift.lock
+	$(call uv_install,$(VENV)) -r requirements.lock -r requirements-dev.lock -r requirements-spark.lock
+	$(call uv_install,$(VENV)) --no-deps -r requirements-drift.lock
 	touch $@
 
 runtime: $(VENV)/.runtime
@@ -42,8 +44,8 @@ venv: $(VENV)/.installed ## create .venv with the locked dependencies and the ch
 # versions of packages MLflow also needs.
 TOOLS := .tools
 $(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
-	$(PYTHON) -m venv $(TOOLS)/venv
-	$(call uv_install,$(TOOLS)/venv/bin) -r tools/requirements.lock
+	$(call new_venv,$(TOOLS)/venv)
+	$(call uv_install,$(TOOLS)/venv) -r tools/requirements.lock
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -51,8 +53,8 @@ $(TOOLS)/.installed: tools/requirements.lock tools/package-lock.json
 # module (detect_secrets), and in one venv the last one installed would overwrite the other.
 SECRETS_VENV := $(TOOLS)/secrets-venv
 $(SECRETS_VENV)/.installed: tools/requirements-secrets.lock
-	$(PYTHON) -m venv $(SECRETS_VENV)
-	$(call uv_install,$(SECRETS_VENV)/bin) --no-deps -r tools/requirements-secrets.lock
+	$(call new_venv,$(SECRETS_VENV))
+	$(call uv_install,$(SECRETS_VENV)) --no-deps -r tools/requirements-secrets.lock
 	touch $@
 
 tools: $(TOOLS)/.installed $(SECRETS_VENV)/.installed ## install the infrastructure checkers: checkov, kubernetes-validate, hadolint, yamllint, gitlab-ci-local, detect-secrets
